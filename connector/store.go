@@ -34,6 +34,9 @@ type Counts struct {
 	Deleted   int `json:"deleted"`
 	Unchanged int `json:"unchanged"`
 	Rejected  int `json:"rejected"`
+	// Adopted counts existing contacts bound to source records (adoption,
+	// reconcile).
+	Adopted int `json:"adopted"`
 	// Waiting counts changes held back: updates to contacts whose UUID is
 	// still pending, and changes a safety.allow switch turned off.
 	Waiting int `json:"waiting"`

@@ -1,0 +1,143 @@
+package connector
+
+import (
+	"context"
+)
+
+// translate turns a spooled change and the sink's outcomes into the records
+// the state commits. It is used twice: once to count, once to commit.
+func (r *runner) translate(rec *spoolRec, yield func(*ChangeRecord) error) error {
+	held := rec.flags&flagHeld != 0
+	failReason, failed := r.outcomes.failed[rec.key]
+	var cr ChangeRecord
+	switch rec.action {
+	case ActionCreate:
+		if a, ok := r.adopted[rec.key]; ok {
+			// An existing contact in the organization: bind it, then
+			// update it when the source says otherwise.
+			cr = ChangeRecord{Action: ActionBind, Key: rec.key, UUID: a.uuid, Status: EntryBound, New: &a.contact, Applied: true,
+				Reason: "adopted: an existing contact matched by display name and phone number 1 or email"}
+			if err := yield(&cr); err != nil {
+				return err
+			}
+			if a.contact == rec.new {
+				return nil
+			}
+			cr = ChangeRecord{Action: ActionUpdate, Key: rec.key, UUID: a.uuid, Status: EntryBound, Old: &a.contact, New: &rec.new, Applied: !failed, Reason: failReason}
+			return yield(&cr)
+		}
+		cr = ChangeRecord{Action: ActionCreate, Key: rec.key, New: &rec.new}
+		switch uuid, bound := r.outcomes.bound[rec.key]; {
+		case held:
+			cr.Status, cr.Reason = EntryFailed, rec.reason
+		case failed:
+			cr.Status, cr.Reason = EntryFailed, failReason
+		case bound:
+			cr.Status, cr.UUID, cr.Applied = EntryBound, uuid, true
+		default:
+			cr.Status, cr.Applied = EntryPending, true
+		}
+	case ActionUpdate:
+		status := EntryBound
+		if rec.uuid == "" {
+			status = EntryPending
+		}
+		cr = ChangeRecord{Action: ActionUpdate, Key: rec.key, UUID: rec.uuid, Status: status, Old: &rec.old, New: &rec.new, Applied: !held && !failed}
+		switch {
+		case held:
+			cr.Reason = rec.reason
+		case failed:
+			cr.Reason = failReason
+		}
+	case ActionDelete:
+		cr = ChangeRecord{Action: ActionDelete, Key: rec.key, UUID: rec.uuid, Status: "deleted", Old: &rec.new, Reason: rec.reason, Applied: true}
+		if failed {
+			cr.Status, cr.Applied, cr.Reason = StatusFailed, false, failReason
+		}
+	}
+	return yield(&cr)
+}
+
+// eachRecord calls fn for every change record of the run.
+func (r *runner) eachRecord(fn func(*ChangeRecord) error) error {
+	for _, seg := range []int{segCreate, segUpdate, segDelete} {
+		err := r.sp.each(seg, func(rec *spoolRec) error { return r.translate(rec, fn) })
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// finalCounts counts what was really done, after the sink's outcomes.
+func (r *runner) finalCounts() (Counts, error) {
+	c := Counts{Unchanged: r.counts.Unchanged, Source: r.counts.Source, Rejected: r.counts.Rejected}
+	err := r.eachRecord(func(cr *ChangeRecord) error {
+		switch {
+		case cr.Action == ActionBind:
+			c.Adopted++
+		case !cr.Applied && cr.Reason != "" && r.outcomes.failed[cr.Key] != "":
+			c.Rejected++
+		case !cr.Applied:
+			c.Waiting++
+		case cr.Action == ActionCreate:
+			c.Created++
+		case cr.Action == ActionUpdate:
+			c.Updated++
+		case cr.Action == ActionDelete && cr.UUID == "" && cr.Status == "deleted" && r.silent(cr.Key):
+		case cr.Action == ActionDelete:
+			c.Deleted++
+		}
+		return nil
+	})
+	// Deletes held back by safety.allow never reach the spool.
+	c.Waiting += r.heldDeletes
+	return c, err
+}
+
+func (r *runner) silent(key string) bool {
+	en := r.index[key]
+	return en != nil && en.Status == EntryFailed
+}
+
+func (r *runner) commit(ctx context.Context, pr PullResult, approved bool) error {
+	counts, err := r.finalCounts()
+	if err != nil {
+		return err
+	}
+	r.res.Run.Counts = counts
+	r.res.Run.Status = StatusOK
+	r.res.Run.FinishedAt = r.e.now()
+	c := &Commit{
+		Run:             r.res.Run,
+		Cursor:          pr.Cursor,
+		SetCursor:       pr.Cursor != nil,
+		Changes:         r.eachRecord,
+		ConsumeApproval: approved,
+		KeepDays:        r.job.KeepDays,
+		Rejected: func(yield func(Rejection) error) error {
+			if err := r.sp.each(segReject, func(rec *spoolRec) error {
+				return yield(Rejection{Key: rec.key, Origin: rec.uuid, Reason: rec.reason})
+			}); err != nil {
+				return err
+			}
+			for key, reason := range r.outcomes.failed {
+				if err := yield(Rejection{Key: key, Reason: reason}); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	}
+	if err := r.e.Store.Commit(ctx, c); err != nil {
+		r.res.Run.Status = StatusRunning
+		return err
+	}
+	r.collectRejected()
+	for key, reason := range r.outcomes.failed {
+		if len(r.res.Rejected) < MaxReportedRejections {
+			r.res.Rejected = append(r.res.Rejected, Rejection{Key: key, Reason: reason})
+		}
+	}
+	return nil
+}

@@ -1,0 +1,620 @@
+package connector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Job is a configured job, ready to run.
+type Job struct {
+	Name    string
+	Source  Source
+	Sink    Sink
+	Mapping *Mapping
+	// PhoneRegion is the mapping's phone_region, used to compare numbers
+	// when matching existing contacts.
+	PhoneRegion string
+	Safety      Safety
+	ConfigHash  string // of the configuration the job came from, for the audit
+	KeepDays    int    // audit retention
+}
+
+// RunOptions are the switches of one run.
+type RunOptions struct {
+	DryRun       bool   // plan only: nothing emitted, state untouched (the run is recorded as dry_run)
+	Full         bool   // ignore the source cursor
+	AllowDeletes bool   // exceed the deletion guard this once (sync --allow-deletes)
+	Trigger      string // "cli", "schedule": recorded in the audit
+	// Collect keeps the plan's changes in Result.Changes (for plan output).
+	Collect bool
+}
+
+// PlannedChange is one change as shown to an operator.
+type PlannedChange struct {
+	Action      Action        `json:"action"`
+	Key         string        `json:"key"`
+	UUID        string        `json:"contact_uuid"`
+	DisplayName string        `json:"display_name"`
+	Fields      []FieldChange `json:"-"`
+	Held        string        `json:"held,omitempty"` // why it is not emitted
+}
+
+// Result is what a run did.
+type Result struct {
+	Run      Run
+	Changes  []PlannedChange // with RunOptions.Collect
+	Rejected []Rejection     // the first MaxReportedRejections
+}
+
+// MaxReportedRejections bounds Result.Rejected; the audit keeps them all.
+const MaxReportedRejections = 1000
+
+// ErrBlocked is returned (wrapped) when a safety guard blocked a run.
+var ErrBlocked = errors.New("blocked by a safety guard")
+
+// OutputRemover is implemented by sinks that write files, so that the
+// output of a run that could not be committed (or was interrupted by a
+// crash) never stays visible.
+type OutputRemover interface {
+	RemoveOutput(job string, runID int64) ([]string, error)
+}
+
+// Engine runs jobs against a store.
+type Engine struct {
+	Store    Store
+	Logger   *slog.Logger
+	Now      func() time.Time // nil: time.Now
+	SpoolDir string           // "" : os.TempDir()
+}
+
+func (e *Engine) now() time.Time {
+	if e.Now != nil {
+		return e.Now().UTC()
+	}
+	return time.Now().UTC()
+}
+
+func (e *Engine) logger() *slog.Logger {
+	if e.Logger != nil {
+		return e.Logger
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// Recover marks runs left "running" by a process that died as failed, and
+// removes the output files they may have left.
+func (e *Engine) Recover(ctx context.Context, jobs []*Job) error {
+	runs, err := e.Store.RecoverInterrupted(ctx, "interrupted: the process stopped before the run was committed")
+	if err != nil {
+		return err
+	}
+	for _, r := range runs {
+		e.logger().Warn("run was interrupted; recorded as failed", "job", r.Job, "run", r.ID)
+		for _, j := range jobs {
+			if j.Name != r.Job {
+				continue
+			}
+			if rm, ok := j.Sink.(OutputRemover); ok {
+				files, err := rm.RemoveOutput(r.Job, r.ID)
+				if err != nil {
+					return fmt.Errorf("recover run %d: %w", r.ID, err)
+				}
+				for _, f := range files {
+					e.logger().Warn("removed output of an interrupted run", "job", r.Job, "run", r.ID, "file", f)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// Run runs a job once. The returned Result is valid even when err is not
+// nil (a failed or blocked run is recorded and described).
+func (e *Engine) Run(ctx context.Context, job *Job, opts RunOptions) (*Result, error) {
+	kind := "sync"
+	if opts.DryRun {
+		kind = StatusDryRun
+	}
+	run := Run{Job: job.Name, Kind: kind, StartedAt: e.now(), Status: StatusRunning, ConfigHash: job.ConfigHash, Trigger: opts.Trigger}
+	id, err := e.Store.StartRun(ctx, run)
+	if err != nil {
+		return &Result{Run: run}, fmt.Errorf("job %s: %w", job.Name, err)
+	}
+	run.ID = id
+	log := e.logger().With("job", job.Name, "run", id)
+	r := &runner{e: e, job: job, opts: opts, log: log, res: &Result{Run: run}}
+	err = r.run(ctx)
+	res := r.res
+	res.Run.FinishedAt = e.now()
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrBlocked):
+		res.Run.Status = StatusBlocked
+	default:
+		res.Run.Status = StatusFailed
+		res.Run.Reason = err.Error()
+		if rm, ok := job.Sink.(OutputRemover); ok && !opts.DryRun {
+			if _, rerr := rm.RemoveOutput(job.Name, id); rerr != nil {
+				log.Error("could not remove the output of the failed run", "err", rerr)
+			}
+		}
+	}
+	if res.Run.Status != StatusOK {
+		// A context already cancelled must not keep the failure unrecorded.
+		fctx := context.WithoutCancel(ctx)
+		if ferr := e.Store.FinishRun(fctx, res.Run); ferr != nil {
+			log.Error("could not record the end of the run", "err", ferr)
+			if err == nil {
+				err = ferr
+			}
+		}
+	}
+	c := res.Run.Counts
+	log.Info("run finished", "status", res.Run.Status, "created", c.Created, "updated", c.Updated,
+		"deleted", c.Deleted, "unchanged", c.Unchanged, "rejected", c.Rejected, "waiting", c.Waiting,
+		"source_records", c.Source, "duration", res.Run.FinishedAt.Sub(res.Run.StartedAt).Round(time.Millisecond).String(),
+		"reason", res.Run.Reason)
+	if err != nil {
+		return res, fmt.Errorf("job %s: %w", job.Name, err)
+	}
+	return res, nil
+}
+
+// runner is the state of one run.
+type runner struct {
+	e    *Engine
+	job  *Job
+	opts RunOptions
+	log  *slog.Logger
+	res  *Result
+
+	sp       *spool
+	index    map[string]*Entry
+	seen     map[string]mark
+	counts   Counts
+	complete bool
+	contact  Contact
+	managed  int
+	adopted  map[string]adoption
+	outcomes *outcomes
+	// heldDeletes counts deletes that safety.allow held back.
+	heldDeletes int
+}
+
+// mark is what a pull decided for a key.
+type mark struct {
+	cat uint8
+	seg int8
+	seq int32
+}
+
+const (
+	catNone uint8 = iota
+	catUnchanged
+	catCreate
+	catUpdate
+	catWait
+	catDelete
+	catRejected
+	catHeldDelete
+)
+
+func (r *runner) run(ctx context.Context) error {
+	sp, err := newSpool(r.e.SpoolDir)
+	if err != nil {
+		return err
+	}
+	defer sp.close()
+	r.sp = sp
+	if err := r.loadIndex(ctx); err != nil {
+		return err
+	}
+	var cursor []byte
+	if !r.opts.Full {
+		if cursor, err = r.e.Store.Cursor(ctx, r.job.Name); err != nil {
+			return err
+		}
+	}
+	attrs, all := r.job.Mapping.Attributes()
+	pr, err := r.job.Source.Pull(ctx, PullRequest{Cursor: cursor, Full: r.opts.Full, Attributes: attrs, AllAttributes: all}, (*emitter)(r))
+	r.res.Run.Source = pr.Identity
+	if err != nil {
+		r.res.Run.Counts = r.counts
+		return fmt.Errorf("source: %w", err)
+	}
+	r.complete = pr.Complete && !pr.NoChange
+	if pr.NoChange {
+		r.log.Info("nothing new from the source", "source", pr.Identity)
+	}
+	if err := r.planRest(ctx); err != nil {
+		return err
+	}
+	if err := r.enrich(ctx); err != nil {
+		return err
+	}
+	r.res.Run.Counts = r.counts
+
+	approved, err := r.e.Store.Approved(ctx, r.job.Name)
+	if err != nil {
+		return err
+	}
+	if why := r.job.Safety.guard(r.counts.Deleted, r.managed, r.counts.Source, pr.Complete && !pr.NoChange); why != "" {
+		switch {
+		case r.opts.AllowDeletes:
+			r.log.Warn("deletion guard exceeded, allowed by --allow-deletes", "reason", why)
+		case approved && !r.opts.DryRun:
+			r.log.Warn("deletion guard exceeded, allowed by an approval", "reason", why)
+		case r.opts.DryRun:
+			r.res.Run.Reason = "would be blocked: " + why
+		default:
+			r.res.Run.Reason = why
+			r.log.Warn("run blocked by the deletion guard; run `contactsync approve --job "+r.job.Name+"` or fix the source", "reason", why)
+			r.collectRejected()
+			return ErrBlocked
+		}
+	}
+
+	if ad, ok := r.job.Sink.(Adopter); ok && r.counts.Created > 0 && len(r.index) == 0 {
+		if err := r.adopt(ctx, ad); err != nil {
+			return err
+		}
+	}
+	plan := &enginePlan{r: r}
+	if r.opts.Collect {
+		if err := r.collect(ctx, plan); err != nil {
+			return err
+		}
+	}
+	if r.opts.DryRun {
+		r.res.Run.Status = StatusDryRun
+		r.collectRejected()
+		return nil
+	}
+
+	r.outcomes = &outcomes{bound: map[string]string{}, failed: map[string]string{}}
+	info := RunInfo{Job: r.job.Name, RunID: r.res.Run.ID, Started: r.res.Run.StartedAt, Logger: r.log, Journal: r.e.Store}
+	ar, err := r.job.Sink.Apply(ctx, info, plan, r.outcomes)
+	r.res.Run.Files = ar.Files
+	if err != nil {
+		return fmt.Errorf("sink: %w", err)
+	}
+	return r.commit(ctx, pr, approved)
+}
+
+func (r *runner) loadIndex(ctx context.Context) error {
+	r.index = make(map[string]*Entry)
+	r.seen = make(map[string]mark)
+	return r.e.Store.Entries(ctx, r.job.Name, func(en Entry) error {
+		r.index[en.Key] = &en
+		if en.Status != EntryFailed {
+			r.managed++
+		}
+		return nil
+	})
+}
+
+// emitter is the runner as the source sees it.
+type emitter runner
+
+func (em *emitter) Record(rec *Record) error {
+	r := (*runner)(em)
+	r.counts.Source++
+	key := rec.Key
+	if m, ok := r.seen[key]; ok {
+		if m.cat == catRejected {
+			return nil
+		}
+		r.undo(m)
+	}
+	if err := r.job.Mapping.Apply(rec, &r.contact); err != nil {
+		return r.reject(key, rec.Origin, err.Error())
+	}
+	h := r.contact.Hash()
+	en := r.index[key]
+	switch {
+	case en == nil || en.Status == EntryFailed:
+		return r.spoolChange(key, catCreate, segCreate, &spoolRec{action: ActionCreate, key: key, new: r.contact})
+	case h == en.Hash:
+		r.seen[key] = mark{cat: catUnchanged}
+		r.counts.Unchanged++
+		return nil
+	case en.Status == EntryPending:
+		return r.spoolChange(key, catWait, segRaw, &spoolRec{action: ActionUpdate, key: key, flags: flagHeld,
+			reason: "waiting for the contact's UUID (run reconcile with a Control Hub export)", new: r.contact})
+	default:
+		return r.spoolChange(key, catUpdate, segRaw, &spoolRec{action: ActionUpdate, key: key, uuid: en.UUID, new: r.contact})
+	}
+}
+
+func (em *emitter) Reject(key, origin, reason string) error {
+	r := (*runner)(em)
+	if m, ok := r.seen[key]; ok {
+		if m.cat == catRejected {
+			return nil
+		}
+		r.undo(m)
+	}
+	return r.reject(key, origin, reason)
+}
+
+func (em *emitter) Delete(key, origin string) error {
+	r := (*runner)(em)
+	if m, ok := r.seen[key]; ok {
+		if m.cat == catRejected {
+			return nil
+		}
+		r.undo(m)
+	}
+	en := r.index[key]
+	if en == nil {
+		r.seen[key] = mark{cat: catNone}
+		return nil
+	}
+	return r.spoolDelete(en, "deleted in the source ("+origin+")", catDelete)
+}
+
+func (r *runner) reject(key, origin, reason string) error {
+	if _, err := r.sp.write(segReject, &spoolRec{action: ActionCreate, key: key, uuid: origin, reason: reason}); err != nil {
+		return err
+	}
+	r.seen[key] = mark{cat: catRejected}
+	r.counts.Rejected++
+	return nil
+}
+
+// undo forgets what an earlier record of the same key decided.
+func (r *runner) undo(m mark) {
+	switch m.cat {
+	case catUnchanged:
+		r.counts.Unchanged--
+		return
+	case catNone, catRejected:
+		return
+	case catCreate:
+		r.counts.Created--
+	case catUpdate:
+		r.counts.Updated--
+	case catWait:
+		r.counts.Waiting--
+	case catDelete:
+		r.counts.Deleted--
+	case catHeldDelete:
+		r.counts.Waiting--
+		r.heldDeletes--
+		return
+	}
+	r.sp.supersede(int(m.seg), m.seq)
+}
+
+func (r *runner) allowed(a Action) bool { return r.job.Safety.Allow[a] }
+
+func (r *runner) spoolChange(key string, cat uint8, seg int, rec *spoolRec) error {
+	if cat != catWait && !r.allowed(rec.action) {
+		rec.flags |= flagHeld
+		rec.reason = "held back: safety.allow does not list " + string(rec.action)
+		cat = catWait
+	}
+	seq, err := r.sp.write(seg, rec)
+	if err != nil {
+		return err
+	}
+	r.seen[key] = mark{cat: cat, seg: int8(seg), seq: seq}
+	switch cat {
+	case catCreate:
+		r.counts.Created++
+	case catUpdate:
+		r.counts.Updated++
+	case catWait:
+		r.counts.Waiting++
+	}
+	return nil
+}
+
+func (r *runner) spoolDelete(en *Entry, reason string, cat uint8) error {
+	rec := &spoolRec{action: ActionDelete, key: en.Key, uuid: en.UUID, reason: reason}
+	if en.Status == EntryFailed {
+		// Never created in Webex: forget it without showing it to the sink.
+		rec.flags |= flagSilent
+		seq, err := r.sp.write(segRaw, rec)
+		r.seen[en.Key] = mark{cat: catNone, seg: segRaw, seq: seq}
+		return err
+	}
+	if !r.allowed(ActionDelete) {
+		r.seen[en.Key] = mark{cat: catHeldDelete}
+		r.counts.Waiting++
+		r.heldDeletes++
+		return nil
+	}
+	seq, err := r.sp.write(segRaw, rec)
+	if err != nil {
+		return err
+	}
+	r.seen[en.Key] = mark{cat: cat, seg: segRaw, seq: seq}
+	r.counts.Deleted++
+	return nil
+}
+
+// planRest adds what the pull implies beyond the records it handed over:
+// deletes for keys gone from a complete pull, and changes that waited
+// (failed on an earlier run, or held until a UUID came).
+func (r *runner) planRest(ctx context.Context) error {
+	for key, en := range r.index {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if _, seen := r.seen[key]; seen {
+			continue
+		}
+		switch {
+		case r.complete:
+			if err := r.spoolDelete(en, "gone from the source", catDelete); err != nil {
+				return err
+			}
+		case en.Desired.IsZero():
+		case en.Status == EntryFailed:
+			if err := r.spoolChange(key, catCreate, segRaw, &spoolRec{action: ActionCreate, key: key, flags: flagFromDesired}); err != nil {
+				return err
+			}
+		case en.Status == EntryBound:
+			if err := r.spoolChange(key, catUpdate, segRaw, &spoolRec{action: ActionUpdate, key: key, uuid: en.UUID, flags: flagFromDesired}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// enrichChunk is how many stored contacts are loaded at once.
+const enrichChunk = 500
+
+// enrich loads the stored content of updates and deletes, chunk by chunk,
+// and moves them to their segments.
+func (r *runner) enrich(ctx context.Context) error {
+	var batch []spoolRec
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		keys := make([]string, len(batch))
+		for i := range batch {
+			keys[i] = batch[i].key
+		}
+		stored, err := r.e.Store.Contacts(ctx, r.job.Name, keys)
+		if err != nil {
+			return err
+		}
+		for i := range batch {
+			rec := &batch[i]
+			sc := stored[rec.key]
+			if sc == nil {
+				return fmt.Errorf("state: no stored contact for key %q", rec.key)
+			}
+			if rec.flags&flagFromDesired != 0 {
+				rec.new = sc.DesiredContact
+			}
+			seg := segUpdate
+			switch rec.action {
+			case ActionCreate:
+				seg = segCreate
+			case ActionDelete:
+				seg = segDelete
+				rec.new = sc.Contact
+			case ActionUpdate:
+				rec.old, rec.hasOld = sc.Contact, true
+			}
+			if _, err := r.sp.write(seg, rec); err != nil {
+				return err
+			}
+		}
+		batch = batch[:0]
+		return nil
+	}
+	err := r.sp.each(segRaw, func(rec *spoolRec) error {
+		batch = append(batch, *rec)
+		if len(batch) == enrichChunk {
+			return flush()
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	return r.sp.reset(segRaw)
+}
+
+func (r *runner) collectRejected() {
+	_ = r.sp.each(segReject, func(rec *spoolRec) error {
+		if len(r.res.Rejected) < MaxReportedRejections {
+			r.res.Rejected = append(r.res.Rejected, Rejection{Key: rec.key, Origin: rec.uuid, Reason: rec.reason})
+		}
+		return nil
+	})
+}
+
+func (r *runner) collect(ctx context.Context, plan *enginePlan) error {
+	for _, seg := range []int{segCreate, segUpdate, segDelete} {
+		err := r.sp.each(seg, func(rec *spoolRec) error {
+			if rec.flags&flagSilent != 0 {
+				return nil
+			}
+			pc := PlannedChange{Action: rec.action, Key: rec.key, UUID: rec.uuid, DisplayName: rec.new[DisplayName]}
+			if rec.flags&flagHeld != 0 {
+				pc.Held = rec.reason
+			}
+			old := &Contact{}
+			if rec.hasOld {
+				old = &rec.old
+			}
+			if a, ok := r.adopted[rec.key]; ok && rec.action == ActionCreate {
+				pc.UUID, old = a.uuid, &a.contact
+				pc.Action = ActionUpdate
+				if a.contact == rec.new {
+					pc.Action = ActionBind
+				}
+			}
+			if pc.Action != ActionDelete {
+				for _, f := range Diff(old, &rec.new) {
+					pc.Fields = append(pc.Fields, FieldChange{Field: f, Old: old[f], New: rec.new[f]})
+				}
+			}
+			r.res.Changes = append(r.res.Changes, pc)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// outcomes collects what the sink reports.
+type outcomes struct {
+	bound  map[string]string
+	failed map[string]string
+}
+
+func (o *outcomes) Bound(key, uuid string)    { o.bound[key] = uuid }
+func (o *outcomes) Failed(key, reason string) { o.failed[key] = reason }
+
+// enginePlan is the plan as a sink reads it.
+type enginePlan struct{ r *runner }
+
+func (p *enginePlan) Counts() Counts { return p.r.counts }
+
+func (p *enginePlan) Changes(fn func(*Change) error) error {
+	var c Change
+	for _, seg := range []int{segCreate, segUpdate, segDelete} {
+		err := p.r.sp.each(seg, func(rec *spoolRec) error {
+			if rec.flags&(flagHeld|flagSilent) != 0 {
+				return nil
+			}
+			c = Change{Action: rec.action, Key: rec.key, UUID: rec.uuid, Contact: rec.new, Reason: rec.reason}
+			if rec.hasOld {
+				c.Old = rec.old
+			}
+			if a, ok := p.r.adopted[rec.key]; ok && rec.action == ActionCreate {
+				if a.contact == rec.new {
+					return nil // adopted as is: a bind, nothing to emit
+				}
+				c.Action, c.UUID, c.Old = ActionUpdate, a.uuid, a.contact
+			}
+			return fn(&c)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (p *enginePlan) Rejected(fn func(Rejection) error) error {
+	return p.r.sp.each(segReject, func(rec *spoolRec) error {
+		return fn(Rejection{Key: rec.key, Origin: rec.uuid, Reason: rec.reason})
+	})
+}

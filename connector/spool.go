@@ -1,0 +1,226 @@
+package connector
+
+import (
+	"bufio"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"os"
+)
+
+// spool keeps a run's changes on disk between the pull and the commit, so
+// that a run of a million creates holds one change in memory at a time.
+// Each segment (creates, updates, deletes) is its own file, so the plan can
+// be read back in that order without sorting.
+type spool struct {
+	dir  string
+	segs [numSegs]*segment
+}
+
+type segment struct {
+	f          *os.File
+	w          *bufio.Writer
+	n          int32              // records written
+	superseded map[int32]struct{} // records replaced by a later one of the same key
+}
+
+const (
+	segCreate = iota
+	segUpdate
+	segDelete
+	// segRaw holds updates and deletes before their stored content is
+	// loaded: loading it in chunks after the pull is far cheaper than one
+	// lookup per record during it.
+	segRaw
+	segReject // rejections: key, origin (in uuid) and reason
+	numSegs
+)
+
+func newSpool(dir string) (*spool, error) {
+	s := &spool{dir: dir}
+	for i := range s.segs {
+		f, err := os.CreateTemp(dir, "contactsync-spool-*")
+		if err != nil {
+			s.close()
+			return nil, fmt.Errorf("spool: %w", err)
+		}
+		// Unlinked at once: nothing is left behind if the process dies.
+		_ = os.Remove(f.Name())
+		s.segs[i] = &segment{f: f, w: bufio.NewWriterSize(f, 256<<10)}
+	}
+	return s, nil
+}
+
+func (s *spool) close() {
+	for _, g := range s.segs {
+		if g != nil {
+			g.f.Close()
+		}
+	}
+}
+
+// spoolRec is one change as spooled.
+type spoolRec struct {
+	action Action
+	flags  byte
+	key    string
+	uuid   string
+	reason string
+	new    Contact
+	old    Contact
+	hasOld bool
+}
+
+const (
+	flagHeld        byte = 1 << iota // held back by safety.allow: recorded, not emitted
+	flagSilent                       // committed but never shown to the sink (a failed create gone from the source)
+	flagFromDesired                  // the new content is the entry's stored desired content
+	flagHasOld
+)
+
+var actionCodes = map[Action]byte{ActionCreate: 'c', ActionUpdate: 'u', ActionDelete: 'd', ActionBind: 'b'}
+
+func actionOf(b byte) Action {
+	switch b {
+	case 'c':
+		return ActionCreate
+	case 'u':
+		return ActionUpdate
+	case 'b':
+		return ActionBind
+	}
+	return ActionDelete
+}
+
+func (s *spool) write(seg int, r *spoolRec) (int32, error) {
+	g := s.segs[seg]
+	var buf [binary.MaxVarintLen64]byte
+	flags := r.flags
+	if r.hasOld {
+		flags |= flagHasOld
+	}
+	if err := g.w.WriteByte(actionCodes[r.action]); err != nil {
+		return 0, err
+	}
+	if err := g.w.WriteByte(flags); err != nil {
+		return 0, err
+	}
+	put := func(v string) error {
+		n := binary.PutUvarint(buf[:], uint64(len(v)))
+		if _, err := g.w.Write(buf[:n]); err != nil {
+			return err
+		}
+		_, err := g.w.WriteString(v)
+		return err
+	}
+	for _, v := range [...]string{r.key, r.uuid, r.reason} {
+		if err := put(v); err != nil {
+			return 0, err
+		}
+	}
+	for _, v := range r.new {
+		if err := put(v); err != nil {
+			return 0, err
+		}
+	}
+	if r.hasOld {
+		for _, v := range r.old {
+			if err := put(v); err != nil {
+				return 0, err
+			}
+		}
+	}
+	g.n++
+	return g.n - 1, nil
+}
+
+func (s *spool) supersede(seg int, seq int32) {
+	g := s.segs[seg]
+	if g.superseded == nil {
+		g.superseded = make(map[int32]struct{})
+	}
+	g.superseded[seq] = struct{}{}
+}
+
+// each reads a segment back, skipping superseded records. rec is reused.
+func (s *spool) each(seg int, fn func(r *spoolRec) error) error {
+	g := s.segs[seg]
+	if err := g.w.Flush(); err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	if _, err := g.f.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	br := bufio.NewReaderSize(g.f, 256<<10)
+	var r spoolRec
+	var scratch []byte
+	get := func() (string, error) {
+		n, err := binary.ReadUvarint(br)
+		if err != nil {
+			return "", err
+		}
+		if cap(scratch) < int(n) {
+			scratch = make([]byte, n)
+		}
+		b := scratch[:n]
+		if _, err := io.ReadFull(br, b); err != nil {
+			return "", err
+		}
+		return string(b), nil
+	}
+	for seq := int32(0); seq < g.n; seq++ {
+		a, err := br.ReadByte()
+		if err != nil {
+			return fmt.Errorf("spool: read: %w", err)
+		}
+		flags, err := br.ReadByte()
+		if err != nil {
+			return fmt.Errorf("spool: read: %w", err)
+		}
+		r = spoolRec{action: actionOf(a), flags: flags &^ flagHasOld, hasOld: flags&flagHasOld != 0}
+		for _, p := range [...]*string{&r.key, &r.uuid, &r.reason} {
+			if *p, err = get(); err != nil {
+				return fmt.Errorf("spool: read: %w", err)
+			}
+		}
+		for i := range r.new {
+			if r.new[i], err = get(); err != nil {
+				return fmt.Errorf("spool: read: %w", err)
+			}
+		}
+		if r.hasOld {
+			for i := range r.old {
+				if r.old[i], err = get(); err != nil {
+					return fmt.Errorf("spool: read: %w", err)
+				}
+			}
+		}
+		if _, skip := g.superseded[seq]; skip {
+			continue
+		}
+		if err := fn(&r); err != nil {
+			return err
+		}
+	}
+	// Seek back to the end so that later writes append.
+	if _, err := g.f.Seek(0, io.SeekEnd); err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	return nil
+}
+
+// reset empties a segment (used when a segment is rewritten with more
+// detail, such as updates enriched with their old content).
+func (s *spool) reset(seg int) error {
+	g := s.segs[seg]
+	if err := g.f.Truncate(0); err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	if _, err := g.f.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	g.w.Reset(g.f)
+	g.n = 0
+	g.superseded = nil
+	return nil
+}
