@@ -44,11 +44,11 @@ var Sinks = map[string]func() connector.SinkConfig{
 
 // Config is the whole configuration file.
 type Config struct {
-	State  string        `yaml:"state"`
-	Log    LogConfig     `yaml:"log"`
-	Listen *string       `yaml:"listen"`
-	Jobs   []JobConfig   `yaml:"jobs"`
-	Audit  AuditConfig   `yaml:"audit"`
+	State  string         `yaml:"state"`
+	Log    LogConfig      `yaml:"log"`
+	Listen *string        `yaml:"listen"`
+	Jobs   []JobConfig    `yaml:"jobs"`
+	Audit  AuditConfig    `yaml:"audit"`
 	Notify *notify.Config `yaml:"notify"`
 
 	path string
