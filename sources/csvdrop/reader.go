@@ -1,0 +1,243 @@
+package csvdrop
+
+import (
+	"bufio"
+	"context"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/contactsync/contactsync/connector"
+)
+
+// readOptions say how to read the files of one source.
+type readOptions struct {
+	key       string // the key column, lower-cased and trimmed
+	keyLabel  string // the key column as configured, for messages
+	delimiter rune   // 0: detect from the header line
+	encoding  string
+}
+
+// fileStats are the figures of one file read.
+type fileStats struct {
+	records   int  // handed to Record
+	rejected  int  // keys handed to Reject
+	blank     int  // rows whose fields are all empty, skipped
+	truncated bool // stopped at the limit before the end of the file
+}
+
+// csvFile is a CSV file whose header has been read.
+type csvFile struct {
+	name   string // base name, for messages and origins
+	cr     *csv.Reader
+	header []string // as written, trimmed
+	names  []string // lower-cased, shared by every record of the file
+	keyIdx int
+	// lastLine is the physical line the last record returned ended on.
+	lastLine int
+	// end is the input offset of that record's end. encoding/csv advances
+	// its own offset line by line, even inside a quoted field.
+	end int64
+}
+
+// openCSV decodes r and reads its header. Every error names the file and
+// a line.
+func openCSV(name string, r io.Reader, opt *readOptions) (*csvFile, error) {
+	f := &csvFile{name: name}
+	dec, err := newTextReader(bufio.NewReaderSize(r, bufferSize), opt.encoding)
+	if err != nil {
+		return nil, f.errorf(1, "%w", err)
+	}
+	guard := &recordGuard{r: dec}
+	text := bufio.NewReaderSize(guard, bufferSize)
+	comma := opt.delimiter
+	if comma == 0 {
+		comma = sniffDelimiter(text)
+	}
+	f.cr = csv.NewReader(text)
+	f.cr.Comma = comma
+	f.cr.ReuseRecord = true
+	guard.offset = func() int64 { return f.end }
+
+	head, err := f.read()
+	if err == io.EOF {
+		return nil, f.errorf(1, "the file is empty: no header line")
+	}
+	if err != nil {
+		return nil, err
+	}
+	line := f.lastLine
+	f.header = make([]string, len(head))
+	f.names = make([]string, len(head))
+	seen := make(map[string]int, len(head))
+	f.keyIdx = -1
+	for i, h := range head {
+		f.header[i] = strings.TrimSpace(h)
+		f.names[i] = strings.ToLower(f.header[i])
+		if j, dup := seen[f.names[i]]; dup {
+			return nil, f.errorf(line, "duplicate column %q in the header (columns %d and %d)", f.header[i], j+1, i+1)
+		}
+		seen[f.names[i]] = i
+		if f.names[i] == opt.key {
+			f.keyIdx = i
+		}
+	}
+	if f.keyIdx < 0 {
+		return nil, f.errorf(line, "no key column %q in the header (columns: %s)", opt.keyLabel, headerList(f.header))
+	}
+	return f, nil
+}
+
+// read returns the next record, with errors placed in the file.
+func (f *csvFile) read() ([]string, error) {
+	row, err := f.cr.Read()
+	if err == nil {
+		last := len(row) - 1
+		line, _ := f.cr.FieldPos(last)
+		f.lastLine = line + strings.Count(row[last], "\n")
+		f.end = f.cr.InputOffset()
+		return row, nil
+	}
+	if err == io.EOF {
+		return nil, err
+	}
+	var pe *csv.ParseError
+	if de, ok := isDecodeError(err); ok {
+		return nil, f.errorf(de.line, "%w", err)
+	}
+	if errors.As(err, &pe) {
+		if errors.Is(pe.Err, csv.ErrFieldCount) {
+			return nil, f.errorf(pe.StartLine, "%d fields where the header has %d: %w", len(row), len(f.names), pe.Err)
+		}
+		if pe.Line != pe.StartLine {
+			return nil, f.errorf(pe.StartLine, "%w (the record starts on line %d; the error is on line %d, column %d)", pe.Err, pe.StartLine, pe.Line, pe.Column)
+		}
+		return nil, f.errorf(pe.Line, "%w (column %d)", pe.Err, pe.Column)
+	}
+	return nil, f.errorf(f.lastLine+1, "%w", err)
+}
+
+func (f *csvFile) errorf(line int, format string, args ...any) error {
+	return fmt.Errorf("csvdrop: %s line %d: %w", f.name, line, fmt.Errorf(format, args...))
+}
+
+// headerList renders a header for a message, shortened when long.
+func headerList(h []string) string {
+	const most = 12
+	q := make([]string, 0, most+1)
+	for i, s := range h {
+		if i == most {
+			q = append(q, fmt.Sprintf("and %d more", len(h)-most))
+			break
+		}
+		q = append(q, strconv.Quote(s))
+	}
+	return strings.Join(q, ", ")
+}
+
+// readFile streams one file into emit: one record per row, a rejection per
+// empty or duplicate key. limit > 0 stops after that many records. Any
+// other problem fails the whole file, and the error names it and the line.
+func readFile(ctx context.Context, name string, r io.Reader, opt *readOptions, limit int, emit connector.Emitter) (fileStats, error) {
+	var st fileStats
+	f, err := openCSV(name, r, opt)
+	if err != nil {
+		return st, err
+	}
+	// The first line of each key, to find duplicates in the one pass; keys
+	// are cloned so the map does not pin every row's memory.
+	seen := make(map[string]int32)
+	var dups map[string][]int
+	rec := connector.Record{Names: f.names}
+	for n := 0; ; n++ {
+		if n%1024 == 0 {
+			if err := ctx.Err(); err != nil {
+				return st, f.errorf(f.lastLine, "%w", err)
+			}
+		}
+		row, err := f.read()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return st, err
+		}
+		line, _ := f.cr.FieldPos(0)
+		if allEmpty(row) {
+			st.blank++
+			continue
+		}
+		key := strings.TrimSpace(row[f.keyIdx])
+		origin := name + ":" + strconv.Itoa(line)
+		if key == "" {
+			st.rejected++
+			if err := emit.Reject("", origin, fmt.Sprintf("empty key in column %q", f.header[f.keyIdx])); err != nil {
+				return st, f.errorf(line, "%w", err)
+			}
+			continue
+		}
+		if first, ok := seen[key]; ok {
+			if dups == nil {
+				dups = make(map[string][]int)
+			}
+			if dups[key] == nil {
+				dups[key] = []int{int(first)}
+			}
+			dups[key] = append(dups[key], line)
+			continue
+		}
+		seen[strings.Clone(key)] = int32(line)
+		rec.Key, rec.Values, rec.Origin = key, row, origin
+		if err := emit.Record(&rec); err != nil {
+			return st, f.errorf(line, "%w", err)
+		}
+		st.records++
+		if limit > 0 && st.records >= limit {
+			st.truncated = true
+			break
+		}
+	}
+	// The engine drops a record already handed over when its key is
+	// rejected, so the first row of a duplicate goes too.
+	keys := make([]string, 0, len(dups))
+	for k := range dups {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b string) int { return dups[a][0] - dups[b][0] })
+	for _, k := range keys {
+		lines := dups[k]
+		st.rejected++
+		reason := fmt.Sprintf("duplicate key in column %q on lines %s", f.header[f.keyIdx], joinLines(lines))
+		if err := emit.Reject(k, name+":"+strconv.Itoa(lines[0]), reason); err != nil {
+			return st, f.errorf(lines[0], "%w", err)
+		}
+	}
+	return st, nil
+}
+
+// allEmpty reports a row of empty fields: spreadsheets save one for every
+// row that once held data (";;;;"), and it is no record.
+func allEmpty(row []string) bool {
+	for _, v := range row {
+		if strings.TrimSpace(v) != "" {
+			return false
+		}
+	}
+	return true
+}
+
+// joinLines renders 12, 57 and 90.
+func joinLines(lines []int) string {
+	s := make([]string, len(lines))
+	for i, l := range lines {
+		s[i] = strconv.Itoa(l)
+	}
+	if len(s) == 1 {
+		return s[0]
+	}
+	return strings.Join(s[:len(s)-1], ", ") + " and " + s[len(s)-1]
+}
