@@ -33,7 +33,7 @@ type authenticator interface {
 
 type staticToken struct{ tok connector.Secret }
 
-func (s staticToken) token(context.Context) (connector.Secret, error) { return s.tok, nil }
+func (s staticToken) token(context.Context) (connector.Secret, error)  { return s.tok, nil }
 func (s staticToken) rejected(context.Context, connector.Secret) error { return ErrTokenRejected }
 
 // refreshSkew renews an access token this long before it expires, so that a

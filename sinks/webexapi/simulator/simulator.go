@@ -694,3 +694,11 @@ func (s *Server) search(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, 200, body)
 }
+
+// RevokeTokens invalidates every issued access token, as an admin revoking
+// an integration's sessions would: the next call with one gets 401.
+func (s *Server) RevokeTokens() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.access = map[string]time.Time{}
+}
