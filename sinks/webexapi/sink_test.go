@@ -70,10 +70,10 @@ func TestOAuthRefresh(t *testing.T) {
 
 func TestTokenRejected(t *testing.T) {
 	for _, tc := range []struct {
-		name  string
-		oauth bool
+		name   string
+		oauth  bool
 		break_ func(e *env)
-		want  string
+		want   string
 	}{
 		{"static token wrong", false, nil, "webex: token rejected (401)"},
 		{"refresh token revoked", true, func(e *env) { write(t, filepath.Join(e.dir, "refresh.token"), "refresh-revoked") }, "oauth refresh at"},
