@@ -237,8 +237,7 @@ func (m *Mapping) Apply(r *Record, c *Contact) error {
 	*c = Contact{}
 	var stack [maxStackAttrs]int32
 	pos := m.positions(r.Names, stack[:0])
-	var scratch [256]byte
-	ev := evaluator{r: r, pos: pos, buf: scratch[:0], m: m}
+	ev := evaluator{m: m}
 	defer ev.release()
 
 	for f := DisplayName; f < NumFields; f++ {
@@ -246,7 +245,7 @@ func (m *Mapping) Apply(r *Record, c *Contact) error {
 		if t == nil {
 			continue
 		}
-		s, err := ev.eval(f, t)
+		s, err := ev.eval(f, t, r, pos)
 		if err != nil {
 			return err
 		}
@@ -259,7 +258,7 @@ func (m *Mapping) Apply(r *Record, c *Contact) error {
 	n := 0
 	for _, p := range m.phones {
 		vf, tf := PhoneField(n)
-		s, err := ev.eval(vf, p.t)
+		s, err := ev.eval(vf, p.t, r, pos)
 		if err != nil {
 			return err
 		}
@@ -289,7 +288,7 @@ func (m *Mapping) Apply(r *Record, c *Contact) error {
 	n = 0
 	for _, g := range m.groups {
 		f := Group1 + Field(n)
-		s, err := ev.eval(f, g)
+		s, err := ev.eval(f, g, r, pos)
 		if err != nil {
 			return err
 		}

@@ -303,29 +303,28 @@ type slowState struct {
 	out  bytes.Buffer
 }
 
-// evaluator evaluates the templates of one Apply call.
+// evaluator evaluates the templates of one Apply call. The record and the
+// column positions are passed apart from it: pos may live on Apply's stack,
+// and anything reachable from the evaluator escapes through the pool.
 type evaluator struct {
 	m    *Mapping
-	r    *Record
-	pos  []int32
-	buf  []byte
 	slow *slowState
 }
 
-func (e *evaluator) value(a int) string {
-	p := e.pos[a]
-	if p < 0 || int(p) >= len(e.r.Values) {
+func fieldValue(r *Record, pos []int32, a int) string {
+	p := pos[a]
+	if p < 0 || int(p) >= len(r.Values) {
 		return ""
 	}
-	return strings.TrimSpace(e.r.Values[p])
+	return strings.TrimSpace(r.Values[p])
 }
 
-// eval renders t for field f and cleans the result.
-func (e *evaluator) eval(f Field, t *tmpl) (string, error) {
+// eval renders t over r for field f and cleans the result.
+func (e *evaluator) eval(f Field, t *tmpl, r *Record, pos []int32) (string, error) {
 	var s string
 	switch {
 	case t.slow != nil:
-		st := e.state()
+		st := e.state(r)
 		st.out.Reset()
 		if err := t.slow.Execute(&st.out, st.data); err != nil {
 			return "", &RejectError{Field: f, Reason: err.Error()}
@@ -337,38 +336,47 @@ func (e *evaluator) eval(f Field, t *tmpl) (string, error) {
 		if p := t.parts[0]; p.attr < 0 {
 			s = p.text
 		} else {
-			s = e.value(p.attr)
+			s = fieldValue(r, pos, p.attr)
 		}
 	default:
-		e.buf = e.buf[:0]
+		n := 0
 		for _, p := range t.parts {
 			if p.attr < 0 {
-				e.buf = append(e.buf, p.text...)
+				n += len(p.text)
 			} else {
-				e.buf = append(e.buf, e.value(p.attr)...)
+				n += len(fieldValue(r, pos, p.attr))
 			}
 		}
-		s = string(e.buf)
+		var b strings.Builder
+		b.Grow(n)
+		for _, p := range t.parts {
+			if p.attr < 0 {
+				b.WriteString(p.text)
+			} else {
+				b.WriteString(fieldValue(r, pos, p.attr))
+			}
+		}
+		s = b.String()
 	}
 	return cleanValue(f, s)
 }
 
-func (e *evaluator) state() *slowState {
+func (e *evaluator) state(r *Record) *slowState {
 	if e.slow != nil {
 		return e.slow
 	}
 	st, _ := e.m.mapPool.Get().(*slowState)
 	if st == nil {
-		st = &slowState{data: make(map[string]string, len(e.r.Names))}
+		st = &slowState{data: make(map[string]string, len(r.Names))}
 	}
-	for i, n := range e.r.Names {
+	for i, n := range r.Names {
 		n = strings.ToLower(n)
 		if _, dup := st.data[n]; dup {
 			continue // the first value wins, as in Record.Get
 		}
 		v := ""
-		if i < len(e.r.Values) {
-			v = strings.TrimSpace(e.r.Values[i])
+		if i < len(r.Values) {
+			v = strings.TrimSpace(r.Values[i])
 		}
 		st.data[n] = v
 	}

@@ -82,8 +82,12 @@ func TestMappingApply(t *testing.T) {
 			want:   map[Field]string{DisplayName: "ACME Paris", CompanyName: "ACME (S-42)", Phone1: "+33123456789", Phone1Type: "work"},
 		},
 		{
-			name:   "missing attributes render as empty strings, never <no value>",
-			edit:   func(m *MappingConfig) { m.CompanyName = "{{.company}}"; m.SIPURI = `{{.sip | upper}}`; m.Address.City = `{{index . "no such"}}` },
+			name: "missing attributes render as empty strings, never <no value>",
+			edit: func(m *MappingConfig) {
+				m.CompanyName = "{{.company}}"
+				m.SIPURI = `{{.sip | upper}}`
+				m.Address.City = `{{index . "no such"}}`
+			},
 			record: rec("cn", "X", "telephonenumber", "+33 1 23 45 67 89"),
 			want:   map[Field]string{DisplayName: "X", Phone1: "+33123456789", Phone1Type: "work"},
 		},
@@ -156,8 +160,10 @@ func TestMappingApply(t *testing.T) {
 			want:   map[Field]string{DisplayName: "X", Phone1: "+442079460018", Phone1Type: "work"},
 		},
 		{
-			name:   "work_extension keeps digits and a leading sign",
-			edit:   func(m *MappingConfig) { m.Phones = []PhoneMapping{{"{{.a}}", "work_extension"}, {"{{.b}}", "work_extension"}, {"{{.c}}", "work_extension"}} },
+			name: "work_extension keeps digits and a leading sign",
+			edit: func(m *MappingConfig) {
+				m.Phones = []PhoneMapping{{"{{.a}}", "work_extension"}, {"{{.b}}", "work_extension"}, {"{{.c}}", "work_extension"}}
+			},
 			record: rec("cn", "X", "a", "12 34", "b", "#99", "c", "*8-01"),
 			want: map[Field]string{DisplayName: "X", Phone1: "1234", Phone1Type: "work_extension", Phone2: "#99", Phone2Type: "work_extension",
 				Phone3: "*801", Phone3Type: "work_extension"},
@@ -233,8 +239,10 @@ func TestMappingApply(t *testing.T) {
 			reject: `last_name: invalid UTF-8 in "Dupont\xff"`,
 		},
 		{
-			name:   "group ids skip empty values",
-			edit:   func(m *MappingConfig) { m.GroupIDs = []string{"{{.g1}}", "{{.g2}}", "6f8c9b3e-0000-4000-8000-00000000000a"} },
+			name: "group ids skip empty values",
+			edit: func(m *MappingConfig) {
+				m.GroupIDs = []string{"{{.g1}}", "{{.g2}}", "6f8c9b3e-0000-4000-8000-00000000000a"}
+			},
 			record: rec("cn", "X", "telephonenumber", "0123456789", "g2", "6f8c9b3e-0000-4000-8000-000000000001"),
 			want: map[Field]string{DisplayName: "X", Phone1: "+33123456789", Phone1Type: "work",
 				Group1: "6f8c9b3e-0000-4000-8000-000000000001", Group2: "6f8c9b3e-0000-4000-8000-00000000000a"},
@@ -252,8 +260,10 @@ func TestMappingApply(t *testing.T) {
 				Title: "Supplier", CompanyName: "Acme Supplies", AddressCountry: "France"},
 		},
 		{
-			name:   "address fields",
-			edit:   func(m *MappingConfig) { m.Address = AddressMapping{"{{.street}}", "{{.l}}", "{{.st}}", "{{.co}}", "{{.postalCode}}"} },
+			name: "address fields",
+			edit: func(m *MappingConfig) {
+				m.Address = AddressMapping{"{{.street}}", "{{.l}}", "{{.st}}", "{{.co}}", "{{.postalCode}}"}
+			},
 			record: rec("cn", "X", "telephonenumber", "0123456789", "street", "1 rue X", "l", "Paris", "st", "IDF", "co", "France", "postalcode", "75001"),
 			want: map[Field]string{DisplayName: "X", Phone1: "+33123456789", Phone1Type: "work",
 				AddressStreet: "1 rue X", AddressCity: "Paris", AddressState: "IDF", AddressCountry: "France", AddressZip: "75001"},
