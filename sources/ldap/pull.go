@@ -149,8 +149,9 @@ type pull struct {
 	scope    string
 	fallback string // why an incremental pull turned into a full one
 
-	n   int // records emitted
-	rec connector.Record
+	n     int // records emitted
+	pages int
+	rec   connector.Record
 }
 
 var errLimit = errors.New("limit reached")
@@ -283,7 +284,9 @@ func (p *pull) paged(ctx context.Context, what, base, filter string, attrs []str
 		if err != nil {
 			return err
 		}
+		p.pages++
 		if len(cookie) == 0 {
+			p.s.log.Debug("ldap: "+what+" done", "url", p.s.displayURL(), "pages", p.pages, "records", p.n)
 			return nil
 		}
 		paging.SetCookie(cookie)

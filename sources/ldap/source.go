@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/contactsync/contactsync/connector"
@@ -157,13 +158,20 @@ func (s *Source) searchError(what string, err error) error {
 	case goldap.IsErrorWithCode(err, goldap.LDAPResultNoSuchObject):
 		return fmt.Errorf("ldap: %s on %s: no such base DN %q (LDAP result 32): %w", what, where, s.cfg.BaseDN, err)
 	case goldap.IsErrorWithCode(err, goldap.LDAPResultSizeLimitExceeded):
-		return fmt.Errorf("ldap: %s on %s: size limit exceeded (LDAP result 4): the server caps how many entries %q may read; lift the limit for this account (OpenLDAP: limits ... size=unlimited; AD: MaxPageSize) or lower page_size: %w", what, where, s.cfg.BindDN, err)
+		return fmt.Errorf("ldap: %s on %s: size limit exceeded (LDAP result 4): the server caps how many entries %s may read; lift the limit for this account (OpenLDAP: limits ... size=unlimited; AD: MaxPageSize) or lower page_size: %w", what, where, s.who(), err)
 	case goldap.IsErrorWithCode(err, goldap.LDAPResultTimeLimitExceeded):
 		return fmt.Errorf("ldap: %s on %s: time limit exceeded (LDAP result 3): the server stopped the search; lift its time limit for this account or narrow base_dn/filter: %w", what, where, err)
 	case goldap.IsErrorWithCode(err, goldap.LDAPResultInsufficientAccessRights):
-		return fmt.Errorf("ldap: %s on %s: insufficient access rights (LDAP result 50) for %q: %w", what, where, s.cfg.BindDN, err)
+		return fmt.Errorf("ldap: %s on %s: insufficient access rights (LDAP result 50) for %s: %w", what, where, s.who(), err)
 	}
 	return fmt.Errorf("ldap: %s on %s: %w", what, where, err)
+}
+
+func (s *Source) who() string {
+	if s.cfg.BindDN == "" {
+		return "an anonymous bind"
+	}
+	return strconv.Quote(s.cfg.BindDN)
 }
 
 // rootDSE is what the server says about itself.
