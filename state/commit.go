@@ -1,0 +1,336 @@
+package state
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/contactsync/contactsync/connector"
+)
+
+// ctxCheckEvery is how many changes Commit applies between two looks at
+// its context. Statements inside the loop run on a context without
+// cancellation, because the driver starts a goroutine per statement to
+// watch a cancellable one.
+const ctxCheckEvery = 1024
+
+// Commit applies a run's changes and records the run, in one transaction:
+// the entries, the audit rows of every change and rejection, the cursor,
+// the approval, the run row, the pruning of old run detail and the clearing
+// of the job's journal are all stored, or none of them is.
+//
+// A Run with ID 0 (a run that never went through StartRun) is inserted, and
+// c.Run.ID is set to its id.
+func (d *DB) Commit(ctx context.Context, c *connector.Commit) (err error) {
+	if c == nil {
+		return errors.New("state: commit: nothing to commit")
+	}
+	job := c.Run.Job
+	fail := func(err error) error {
+		return fmt.Errorf("state: commit run %d of job %q: %w", c.Run.ID, job, err)
+	}
+	if job == "" {
+		return fail(errors.New("no job name"))
+	}
+	if !finalStatus(c.Run.Status) {
+		return fail(fmt.Errorf("status %q is not a final run status", c.Run.Status))
+	}
+	tx, err := d.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fail(err)
+	}
+	newRun := c.Run.ID == 0
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+			if newRun {
+				c.Run.ID = 0
+			}
+		}
+	}()
+	if newRun {
+		if c.Run.ID, err = d.insertRun(ctx, tx, &c.Run, connector.StatusRunning); err != nil {
+			return fail(err)
+		}
+	}
+	st := time.Now()
+	n, err := d.applyChanges(ctx, tx, c)
+	if err != nil {
+		return fail(err)
+	}
+	nrej, err := insertRejections(ctx, tx, c)
+	if err != nil {
+		return fail(err)
+	}
+	if c.SetCursor {
+		var cur any
+		if c.Cursor != nil {
+			cur = c.Cursor
+		}
+		if _, err = tx.ExecContext(ctx, `INSERT INTO jobs (job, cursor) VALUES (?, ?)
+			ON CONFLICT (job) DO UPDATE SET cursor = excluded.cursor`, job, cur); err != nil {
+			return fail(fmt.Errorf("cursor: %w", err))
+		}
+	}
+	if c.ConsumeApproval {
+		if _, err = tx.ExecContext(ctx, `UPDATE approvals SET used_by_run = ? WHERE job = ? AND used_by_run IS NULL`,
+			c.Run.ID, job); err != nil {
+			return fail(fmt.Errorf("approval: %w", err))
+		}
+	}
+	if err = d.updateRun(ctx, tx, &c.Run); err != nil {
+		return fail(err)
+	}
+	pruned, err := d.prune(ctx, tx, c.KeepDays)
+	if err != nil {
+		return fail(err)
+	}
+	if _, err = tx.ExecContext(ctx, `DELETE FROM journal WHERE job = ?`, job); err != nil {
+		return fail(fmt.Errorf("clear journal: %w", err))
+	}
+	if err = tx.Commit(); err != nil {
+		return fail(err)
+	}
+	d.log.Debug("state: run committed", "run", c.Run.ID, "job", job, "changes", n, "rejected", nrej,
+		"pruned_rows", pruned, "duration", time.Since(st))
+	return nil
+}
+
+// applier holds the statements that apply one change, prepared once per
+// commit.
+type applier struct {
+	ctx     context.Context
+	job     string
+	runID   int64
+	emitted *sql.Stmt // applied create or update: emitted content := New
+	desired *sql.Stmt // not applied: desired content := New
+	bind    *sql.Stmt
+	remove  *sql.Stmt
+	get     *sql.Stmt
+	audit   *sql.Stmt
+}
+
+func (d *DB) applyChanges(ctx context.Context, tx *sql.Tx, c *connector.Commit) (int, error) {
+	if c.Changes == nil {
+		return 0, nil
+	}
+	a := &applier{ctx: context.WithoutCancel(ctx), job: c.Run.Job, runID: c.Run.ID}
+	prep := []struct {
+		st **sql.Stmt
+		q  string
+	}{
+		// A create sets the status from its UUID; an update keeps the
+		// entry's status unless it learns a UUID.
+		{&a.emitted, `INSERT INTO entries (job, key, uuid, status, hash, contact) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+			ON CONFLICT (job, key) DO UPDATE SET
+				uuid = CASE WHEN excluded.uuid <> '' THEN excluded.uuid ELSE entries.uuid END,
+				status = CASE WHEN excluded.uuid <> '' OR entries.uuid <> '' THEN 'bound'
+					WHEN ?7 THEN excluded.status ELSE entries.status END,
+				hash = excluded.hash, contact = excluded.contact, desired_hash = NULL, desired = NULL
+			RETURNING uuid, status`},
+		{&a.desired, `INSERT INTO entries (job, key, uuid, status, desired_hash, desired) VALUES (?, ?, ?, 'failed', ?, ?)
+			ON CONFLICT (job, key) DO UPDATE SET desired_hash = excluded.desired_hash, desired = excluded.desired
+			RETURNING uuid`},
+		{&a.bind, `INSERT INTO entries (job, key, uuid, status, hash, contact) VALUES (?1, ?2, ?3, 'bound', ?4, ?5)
+			ON CONFLICT (job, key) DO UPDATE SET uuid = excluded.uuid, status = 'bound',
+				hash = CASE WHEN ?6 THEN excluded.hash ELSE entries.hash END,
+				contact = CASE WHEN ?6 THEN excluded.contact ELSE entries.contact END`},
+		{&a.remove, `DELETE FROM entries WHERE job = ? AND key = ? RETURNING uuid, contact`},
+		{&a.get, `SELECT uuid, contact FROM entries WHERE job = ? AND key = ?`},
+		{&a.audit, `INSERT INTO changes (run_id, action, key, uuid, status, applied, reason, old, new)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`},
+	}
+	for _, p := range prep {
+		st, err := tx.PrepareContext(ctx, p.q)
+		if err != nil {
+			return 0, fmt.Errorf("prepare: %w", err)
+		}
+		defer st.Close()
+		*p.st = st
+	}
+	n := 0
+	var applyErr error
+	err := c.Changes(func(rec *connector.ChangeRecord) error {
+		if n%ctxCheckEvery == 0 {
+			if err := ctx.Err(); err != nil {
+				applyErr = err
+				return err
+			}
+		}
+		n++
+		if err := a.apply(rec); err != nil {
+			applyErr = fmt.Errorf("change %d (%s of key %q): %w", n, rec.Action, rec.Key, err)
+			return applyErr
+		}
+		return nil
+	})
+	if applyErr != nil {
+		return n, applyErr
+	}
+	if err != nil {
+		return n, fmt.Errorf("changes after %d: %w", n, err)
+	}
+	return n, nil
+}
+
+// apply stores one change in the entries and in the audit.
+func (a *applier) apply(rec *connector.ChangeRecord) error {
+	if rec.Key == "" {
+		return errors.New("no key")
+	}
+	uuid, status := rec.UUID, ""
+	old := rec.Old
+	var err error
+	switch {
+	case rec.Action != connector.ActionCreate && rec.Action != connector.ActionUpdate &&
+		rec.Action != connector.ActionDelete && rec.Action != connector.ActionBind:
+		return fmt.Errorf("unknown action %q", rec.Action)
+
+	case !rec.Applied:
+		// The entry keeps what was last emitted; the new content waits.
+		status = rec.Status
+		if status == "" {
+			status = connector.EntryFailed
+		}
+		if rec.New != nil && (rec.Action == connector.ActionCreate || rec.Action == connector.ActionUpdate) {
+			var got string
+			h := rec.New.Hash()
+			err = a.desired.QueryRowContext(a.ctx, a.job, rec.Key, rec.UUID, h[:], contactValue(rec.New)).Scan(&got)
+			if uuid == "" {
+				uuid = got
+			}
+		}
+
+	case rec.Action == connector.ActionCreate || rec.Action == connector.ActionUpdate:
+		if rec.New == nil {
+			return errors.New("applied without new content")
+		}
+		if old == nil && rec.Action == connector.ActionUpdate {
+			if old, err = a.stored(rec.Key); err != nil {
+				return err
+			}
+		}
+		ins := connector.EntryPending
+		if rec.UUID != "" {
+			ins = connector.EntryBound
+		}
+		h := rec.New.Hash()
+		err = a.emitted.QueryRowContext(a.ctx, a.job, rec.Key, rec.UUID, ins, h[:], contactValue(rec.New),
+			rec.Action == connector.ActionCreate).Scan(&uuid, &status)
+
+	case rec.Action == connector.ActionDelete:
+		status = "deleted"
+		var got string
+		var stored []byte
+		err = a.remove.QueryRowContext(a.ctx, a.job, rec.Key).Scan(&got, &stored)
+		if errors.Is(err, sql.ErrNoRows) {
+			err = nil // already gone: the audit still records the delete
+		}
+		if uuid == "" {
+			uuid = got
+		}
+		if old == nil && err == nil {
+			old, err = scanContact(stored)
+		}
+
+	case rec.Action == connector.ActionBind:
+		if rec.UUID == "" {
+			return errors.New("bind without a UUID")
+		}
+		if old == nil {
+			if old, err = a.stored(rec.Key); err != nil {
+				return err
+			}
+		}
+		status = connector.EntryBound
+		var h any
+		if rec.New != nil {
+			sum := rec.New.Hash()
+			h = sum[:]
+		}
+		_, err = a.bind.ExecContext(a.ctx, a.job, rec.Key, rec.UUID, h, contactValue(rec.New), rec.New != nil)
+	}
+	if err != nil {
+		return err
+	}
+	_, err = a.audit.ExecContext(a.ctx, a.runID, string(rec.Action), rec.Key, uuid, status, rec.Applied,
+		rec.Reason, contactValue(old), contactValue(rec.New))
+	return err
+}
+
+// stored returns an entry's last emitted content, so that the audit shows
+// the old values of a change whose caller did not pass them.
+func (a *applier) stored(key string) (*connector.Contact, error) {
+	var uuid string
+	var b []byte
+	err := a.get.QueryRowContext(a.ctx, a.job, key).Scan(&uuid, &b)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return scanContact(b)
+}
+
+func insertRejections(ctx context.Context, tx *sql.Tx, c *connector.Commit) (int, error) {
+	if c.Rejected == nil {
+		return 0, nil
+	}
+	st, err := tx.PrepareContext(ctx, `INSERT INTO rejections (run_id, key, origin, reason) VALUES (?, ?, ?, ?)`)
+	if err != nil {
+		return 0, fmt.Errorf("prepare: %w", err)
+	}
+	defer st.Close()
+	ectx := context.WithoutCancel(ctx)
+	n := 0
+	var insErr error
+	err = c.Rejected(func(r connector.Rejection) error {
+		if n%ctxCheckEvery == 0 {
+			if err := ctx.Err(); err != nil {
+				insErr = err
+				return err
+			}
+		}
+		n++
+		if _, err := st.ExecContext(ectx, c.Run.ID, r.Key, r.Origin, r.Reason); err != nil {
+			insErr = fmt.Errorf("rejection %d (key %q): %w", n, r.Key, err)
+			return insErr
+		}
+		return nil
+	})
+	if insErr != nil {
+		return n, insErr
+	}
+	if err != nil {
+		return n, fmt.Errorf("rejections after %d: %w", n, err)
+	}
+	return n, nil
+}
+
+// prune removes the changes and rejections of runs started more than
+// keepDays ago; the run rows stay, so history still lists them.
+func (d *DB) prune(ctx context.Context, tx *sql.Tx, keepDays int) (int64, error) {
+	if keepDays <= 0 {
+		return 0, nil
+	}
+	cutoff := formatTime(d.now().Add(-time.Duration(keepDays) * 24 * time.Hour))
+	var runs int64
+	for _, table := range []string{"changes", "rejections"} {
+		res, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE run_id IN (SELECT id FROM runs WHERE started_at < ?)`, cutoff)
+		if err != nil {
+			return 0, fmt.Errorf("prune %s: %w", table, err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return 0, fmt.Errorf("prune %s: %w", table, err)
+		}
+		runs += n
+	}
+	if runs > 0 {
+		d.log.Info("state: pruned run detail", "rows", runs, "older_than", cutoff)
+	}
+	return runs, nil
+}
