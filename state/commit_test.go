@@ -264,7 +264,9 @@ func TestCommitFailureLeavesStateAsBefore(t *testing.T) {
 			}
 			if err := d.Commit(ctx, &connector.Commit{Run: connector.Run{ID: id, Job: "j", Status: connector.StatusOK},
 				Changes: recordsIter(setup), Cursor: []byte("c1"), SetCursor: true,
-				Rejected: func(yield func(connector.Rejection) error) error { return yield(connector.Rejection{Key: "x", Reason: "bad"}) },
+				Rejected: func(yield func(connector.Rejection) error) error {
+					return yield(connector.Rejection{Key: "x", Reason: "bad"})
+				},
 			}); err != nil {
 				t.Fatal(err)
 			}
