@@ -133,6 +133,13 @@ func (m *MappingConfig) validate(v *Validator, b *mappingBuilder) {
 		} else if t, err := b.parse(fmt.Sprintf("phones[%d].value", i), p.Value); err != nil {
 			iv.Errorf("value", "%v", err)
 		} else {
+			if fixed, ok := fixedText(p.Value); ok && ValidPhoneType(p.Type) {
+				// A literal number (a switchboard) is checked now rather
+				// than rejecting every record at run time.
+				if _, err := NormalizePhone(fixed, p.Type, m.validRegion()); err != nil {
+					iv.Errorf("value", "%v", err)
+				}
+			}
 			b.addPhone(t, p.Type)
 		}
 		switch {
@@ -168,6 +175,24 @@ func (m *MappingConfig) validate(v *Validator, b *mappingBuilder) {
 	}
 }
 
+// validRegion returns the upper-case region, or "" when it is unset or
+// unknown (reported on its own).
+func (m *MappingConfig) validRegion() string {
+	r, ok := phoneRegion(m.PhoneRegion)
+	if !ok {
+		return ""
+	}
+	return r
+}
+
+// fixedText reports whether a template is plain text, and returns it.
+func fixedText(src string) (string, bool) {
+	if strings.Contains(src, "{{") {
+		return "", false
+	}
+	return strings.TrimSpace(src), true
+}
+
 // phoneRegion returns the upper-case form of a supported region.
 func phoneRegion(r string) (string, bool) {
 	u := strings.ToUpper(strings.TrimSpace(r))
@@ -182,8 +207,16 @@ func (m *MappingConfig) Compile() (*Mapping, error) {
 	if err := v.Err(); err != nil {
 		return nil, fmt.Errorf("mapping: %w", err)
 	}
-	if m.PhoneRegion != "" {
-		b.m.region, _ = phoneRegion(m.PhoneRegion)
+	b.m.region = m.validRegion()
+	for i := range b.m.phones {
+		p := &b.m.phones[i]
+		if txt, ok := p.t.constant(); ok {
+			if clean, err := cleanValue(Phone1, txt); err == nil {
+				if num, err := NormalizePhone(clean, p.typ, b.m.region); err == nil {
+					p.fixed, p.isFixed = num, true
+				}
+			}
+		}
 	}
 	b.finish()
 	return b.m, nil
@@ -214,8 +247,10 @@ type Mapping struct {
 }
 
 type compiledPhone struct {
-	t   *tmpl
-	typ string
+	t       *tmpl
+	typ     string
+	fixed   string // the normalised number of a literal template
+	isFixed bool
 }
 
 type posCache struct {
@@ -258,16 +293,18 @@ func (m *Mapping) Apply(r *Record, c *Contact) error {
 	n := 0
 	for _, p := range m.phones {
 		vf, tf := PhoneField(n)
-		s, err := ev.eval(vf, p.t, r, pos)
-		if err != nil {
-			return err
+		num := p.fixed
+		if !p.isFixed {
+			s, err := ev.eval(vf, p.t, r, pos)
+			if err != nil {
+				return err
+			}
+			if num, err = NormalizePhone(s, p.typ, m.region); err != nil {
+				return &RejectError{Field: vf, Reason: err.Error()}
+			}
 		}
-		if s == "" {
+		if num == "" {
 			continue
-		}
-		num, err := NormalizePhone(s, p.typ, m.region)
-		if err != nil {
-			return &RejectError{Field: vf, Reason: err.Error()}
 		}
 		c[vf], c[tf] = num, p.typ
 		n++

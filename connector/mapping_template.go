@@ -52,6 +52,19 @@ type tmpl struct {
 	slow  *template.Template
 }
 
+// constant returns the text of a template that reads nothing.
+func (t *tmpl) constant() (string, bool) {
+	switch {
+	case t.slow != nil:
+		return "", false
+	case len(t.parts) == 0:
+		return "", true
+	case len(t.parts) == 1 && t.parts[0].attr < 0:
+		return t.parts[0].text, true
+	}
+	return "", false
+}
+
 // part is literal text (attr < 0) or the value of Mapping.attrs[attr].
 type part struct {
 	text string

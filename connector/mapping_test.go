@@ -127,6 +127,14 @@ func TestMappingApply(t *testing.T) {
 				Phone3: "4321", Phone3Type: "work_extension"},
 		},
 		{
+			name: "a literal switchboard number is normalised once",
+			edit: func(m *MappingConfig) {
+				m.Phones = append(m.Phones, PhoneMapping{Value: " 01 23 45 67 00 ", Type: "work"})
+			},
+			record: rec("cn", "X"),
+			want:   map[Field]string{DisplayName: "X", Phone1: "+33123456700", Phone1Type: "work"},
+		},
+		{
 			name:   "invalid phone number is rejected with its value",
 			record: rec("cn", "X", "telephonenumber", "12ab"),
 			reject: `phone_1: invalid phone number "12ab" for region FR`,
@@ -449,6 +457,16 @@ func TestMappingValidate(t *testing.T) {
 		m.Validate(v)
 		if err := v.Err(); err == nil {
 			t.Fatal("require_phone false with neither phone nor email: no problem")
+		}
+	})
+	t.Run("an invalid literal phone number is a configuration problem", func(t *testing.T) {
+		m := baseMapping()
+		m.Phones = append(m.Phones, PhoneMapping{Value: "01 23", Type: "work"})
+		v := NewValidator("").At("mapping")
+		m.Validate(v)
+		want := `mapping.phones[2].value: invalid phone number "01 23" for region FR`
+		if err := v.Err(); err == nil || err.Error() != want {
+			t.Fatalf("got %v, want %s", err, want)
 		}
 	})
 	t.Run("Compile reports the problems", func(t *testing.T) {
