@@ -186,9 +186,9 @@ func TestAllowSwitchesHoldChanges(t *testing.T) {
 
 func TestFailedRunChangesNothing(t *testing.T) {
 	tests := []struct {
-		name  string
+		name   string
 		break_ func(e *env)
-		why   string
+		why    string
 	}{
 		{"bad drop file midway", func(e *env) {
 			e.writeDrop("id,name,phone\n1,Changed,+33 1 23 45 00 01\n2,Two,+33 1 23 45 00 02\n3,\"unterminated,+33 1\n")
