@@ -65,6 +65,7 @@ func TestMappingApply(t *testing.T) {
 		record *Record
 		want   map[Field]string // fields not listed must be empty
 		reject string           // the RejectError text, when the record is rejected
+		slow   bool             // the templates already take the slow path (positions in errors would shift)
 	}{
 		{
 			name:   "attribute names match case-insensitively",
@@ -268,6 +269,24 @@ func TestMappingApply(t *testing.T) {
 				Title: "Supplier", CompanyName: "Acme Supplies", AddressCountry: "France"},
 		},
 		{
+			name: "with, if and $",
+			edit: func(m *MappingConfig) {
+				m.SIPURI = `{{with .sip}}sip:{{.}}{{end}}`
+				m.CompanyName = `{{if .company}}{{.company}}{{else}}{{$.o}}{{end}}`
+				m.Title = `{{with .x}}{{.}}{{else}}{{$.Title}}{{end}}`
+			},
+			record: rec("cn", "X", "telephonenumber", "0123456789", "sip", "x@example.com", "o", "ACME", "title", "Buyer"),
+			want: map[Field]string{DisplayName: "X", Phone1: "+33123456789", Phone1Type: "work",
+				SIPURI: "sip:x@example.com", CompanyName: "ACME", Title: "Buyer"},
+		},
+		{
+			name:   "a template execution error rejects the record",
+			edit:   func(m *MappingConfig) { m.Title = `{{index .title 9}}` },
+			record: rec("cn", "X", "telephonenumber", "0123456789", "title", "abc"),
+			slow:   true,
+			reject: `title: template: title:1:2: executing "title" at <index .title 9>: error calling index: index out of range: 9`,
+		},
+		{
 			name: "address fields",
 			edit: func(m *MappingConfig) {
 				m.Address = AddressMapping{"{{.street}}", "{{.l}}", "{{.st}}", "{{.co}}", "{{.postalCode}}"}
@@ -279,6 +298,9 @@ func TestMappingApply(t *testing.T) {
 	}
 	for _, tt := range tests {
 		for _, slow := range []bool{false, true} {
+			if slow && tt.slow {
+				continue
+			}
 			name := tt.name
 			if slow {
 				name += "/slow"
