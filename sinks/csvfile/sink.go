@@ -77,6 +77,13 @@ func (s *Sink) Apply(ctx context.Context, run connector.RunInfo, plan connector.
 	return connector.ApplyResult{Files: e.written}, nil
 }
 
+// RemoveRunFiles removes the output files of one run from the outbox (see
+// the package function), for an engine that holds the sink rather than its
+// configuration.
+func (s *Sink) RemoveRunFiles(job string, runID int64) ([]string, error) {
+	return RemoveRunFiles(s.dir, job, runID)
+}
+
 // emission is the state of one Apply.
 type emission struct {
 	s       *Sink
