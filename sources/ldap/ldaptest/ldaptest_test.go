@@ -40,19 +40,3 @@ func TestSlapdTLS(t *testing.T) {
 		t.Fatalf("bind reader after starttls: %v", err)
 	}
 }
-
-func TestSambaAD(t *testing.T) {
-	s := StartSambaAD(t, SambaOptions{})
-	c, err := s.Conn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	res, err := c.Search(ldap.NewSearchRequest(s.SuppliersDN, ldap.ScopeBaseObject, ldap.NeverDerefAliases, 0, 0, false, "(objectClass=*)", []string{"ou"}, nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := res.Entries[0].GetAttributeValue("ou"); got != "Suppliers" {
-		t.Fatalf("ou = %q", got)
-	}
-}

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -36,6 +37,7 @@ type SambaAD struct {
 	Dir           string
 
 	proc *proc
+	lock *os.File
 }
 
 // StartSambaAD provisions and starts a domain controller for tb, stopped
@@ -64,6 +66,17 @@ func NewSambaAD(dir string, opts SambaOptions) (*SambaAD, error) {
 	if opts.AdminPassword == "" {
 		opts.AdminPassword = "Adm1n-Test-Passw0rd"
 	}
+	// Samba's ports are fixed: packages tested at the same time take turns.
+	lock, err := lockFile(filepath.Join(os.TempDir(), "contactsync-ldaptest-samba.lock"))
+	if err != nil {
+		return nil, fmt.Errorf("samba: %w", err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			lock.Close()
+		}
+	}()
 	for _, port := range []string{"389", "636"} {
 		l, err := net.Listen("tcp", "127.0.0.1:"+port)
 		if err != nil {
@@ -81,6 +94,7 @@ func NewSambaAD(dir string, opts SambaOptions) (*SambaAD, error) {
 		BaseDN:        strings.Join(dcs, ","),
 		AdminPassword: opts.AdminPassword,
 		Dir:           dir,
+		lock:          lock,
 	}
 	s.AdminDN = "CN=Administrator,CN=Users," + s.BaseDN
 	s.SuppliersDN = "OU=Suppliers," + s.BaseDN
@@ -130,6 +144,7 @@ func NewSambaAD(dir string, opts SambaOptions) (*SambaAD, error) {
 		s.Stop()
 		return nil, fmt.Errorf("samba: add %s: %w", s.SuppliersDN, err)
 	}
+	ok = true
 	return s, nil
 }
 
@@ -220,11 +235,30 @@ func (s *SambaAD) Conn() (*ldap.Conn, error) {
 	return c, nil
 }
 
-// Stop ends the domain controller.
+// Stop ends the domain controller and lets the next one start.
 func (s *SambaAD) Stop() {
 	if s != nil {
 		s.proc.stop()
+		s.proc = nil
+		if s.lock != nil {
+			s.lock.Close()
+			s.lock = nil
+		}
 	}
+}
+
+// lockFile takes an exclusive lock on path, waiting for its holder; the
+// lock goes with the file's closing or the process's end.
+func lockFile(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	return f, nil
 }
 
 func lookSbin(name string) (string, error) {

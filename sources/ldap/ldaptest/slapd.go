@@ -139,6 +139,7 @@ func (s *Slapd) waitReady() error {
 func (s *Slapd) Stop() {
 	if s != nil {
 		s.proc.stop()
+		s.proc = nil
 	}
 }
 
