@@ -77,10 +77,18 @@ func (s *Sink) Apply(ctx context.Context, run connector.RunInfo, plan connector.
 	return connector.ApplyResult{Files: e.written}, nil
 }
 
-// RemoveRunFiles removes the output files of one run from the outbox (see
-// the package function), for an engine that holds the sink rather than its
-// configuration.
-func (s *Sink) RemoveRunFiles(job string, runID int64) ([]string, error) {
+// outputRemover is the engine's connector.OutputRemover, spelled out so
+// that this package builds against a connector that does not declare it.
+type outputRemover interface {
+	RemoveOutput(job string, runID int64) ([]string, error)
+}
+
+var _ outputRemover = (*Sink)(nil)
+
+// RemoveOutput removes the files of one run from the outbox (see
+// RemoveRunFiles): the engine calls it for a run that was interrupted or
+// could not be committed, whose files must never be uploaded.
+func (s *Sink) RemoveOutput(job string, runID int64) ([]string, error) {
 	return RemoveRunFiles(s.dir, job, runID)
 }
 

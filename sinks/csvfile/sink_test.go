@@ -355,7 +355,7 @@ func TestRemoveRunFiles(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		removed, err := s.RemoveRunFiles("suppliers", 9)
+		removed, err := s.RemoveOutput("suppliers", 9)
 		if err != nil || !reflect.DeepEqual(sortedCopy(removed), sortedCopy(res.Files)) {
 			t.Errorf("removed %v (%v), want %v", removed, err, res.Files)
 		}
