@@ -331,10 +331,9 @@ func (em *emitter) Record(rec *Record) error {
 
 func (em *emitter) Reject(key, origin, reason string) error {
 	r := (*runner)(em)
+	// Every call is a rejected row worth reporting, even for a key already
+	// rejected (a source may report each row of a duplicate).
 	if m, ok := r.seen[key]; ok {
-		if m.cat == catRejected {
-			return nil
-		}
 		r.undo(m)
 	}
 	return r.reject(key, origin, reason)
