@@ -104,7 +104,8 @@ type applier struct {
 	ctx     context.Context
 	job     string
 	runID   int64
-	emitted *sql.Stmt // applied create or update: emitted content := New
+	create  *sql.Stmt // applied create: emitted content := New
+	update  *sql.Stmt // applied update: emitted content := New
 	desired *sql.Stmt // not applied: desired content := New
 	bind    *sql.Stmt
 	remove  *sql.Stmt
@@ -121,13 +122,16 @@ func (d *DB) applyChanges(ctx context.Context, tx *sql.Tx, c *connector.Commit) 
 		st **sql.Stmt
 		q  string
 	}{
-		// A create sets the status from its UUID; an update keeps the
-		// entry's status unless it learns a UUID.
-		{&a.emitted, `INSERT INTO entries (job, key, uuid, status, hash, contact) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+		// An applied create is a new Webex contact: its UUID, or none
+		// while pending, replaces whatever the entry held (a failed create).
+		{&a.create, `INSERT INTO entries (job, key, uuid, status, hash, contact) VALUES (?, ?, ?, ?, ?, ?)
+			ON CONFLICT (job, key) DO UPDATE SET uuid = excluded.uuid, status = excluded.status,
+				hash = excluded.hash, contact = excluded.contact, desired_hash = NULL, desired = NULL`},
+		// An update keeps the entry's UUID and status unless it learns a UUID.
+		{&a.update, `INSERT INTO entries (job, key, uuid, status, hash, contact) VALUES (?, ?, ?, ?, ?, ?)
 			ON CONFLICT (job, key) DO UPDATE SET
 				uuid = CASE WHEN excluded.uuid <> '' THEN excluded.uuid ELSE entries.uuid END,
-				status = CASE WHEN excluded.uuid <> '' OR entries.uuid <> '' THEN 'bound'
-					WHEN ?7 THEN excluded.status ELSE entries.status END,
+				status = CASE WHEN excluded.uuid <> '' OR entries.uuid <> '' THEN 'bound' ELSE entries.status END,
 				hash = excluded.hash, contact = excluded.contact, desired_hash = NULL, desired = NULL
 			RETURNING uuid, status`},
 		{&a.desired, `INSERT INTO entries (job, key, uuid, status, desired_hash, desired) VALUES (?, ?, ?, 'failed', ?, ?)
@@ -180,6 +184,15 @@ func (a *applier) apply(rec *connector.ChangeRecord) error {
 	if rec.Key == "" {
 		return errors.New("no key")
 	}
+	// The new content is encoded and hashed once, for the entry and the
+	// audit row.
+	var newJSON any
+	var newHash []byte
+	if rec.New != nil {
+		newJSON = string(rec.New.Marshal())
+		h := rec.New.Hash()
+		newHash = h[:]
+	}
 	uuid, status := rec.UUID, ""
 	old := rec.Old
 	var err error
@@ -196,8 +209,7 @@ func (a *applier) apply(rec *connector.ChangeRecord) error {
 		}
 		if rec.New != nil && (rec.Action == connector.ActionCreate || rec.Action == connector.ActionUpdate) {
 			var got string
-			h := rec.New.Hash()
-			err = a.desired.QueryRowContext(a.ctx, a.job, rec.Key, rec.UUID, h[:], contactValue(rec.New)).Scan(&got)
+			err = a.desired.QueryRowContext(a.ctx, a.job, rec.Key, rec.UUID, newHash, newJSON).Scan(&got)
 			if uuid == "" {
 				uuid = got
 			}
@@ -212,13 +224,15 @@ func (a *applier) apply(rec *connector.ChangeRecord) error {
 				return err
 			}
 		}
-		ins := connector.EntryPending
+		status = connector.EntryPending
 		if rec.UUID != "" {
-			ins = connector.EntryBound
+			status = connector.EntryBound
 		}
-		h := rec.New.Hash()
-		err = a.emitted.QueryRowContext(a.ctx, a.job, rec.Key, rec.UUID, ins, h[:], contactValue(rec.New),
-			rec.Action == connector.ActionCreate).Scan(&uuid, &status)
+		if rec.Action == connector.ActionCreate {
+			_, err = a.create.ExecContext(a.ctx, a.job, rec.Key, rec.UUID, status, newHash, newJSON)
+		} else {
+			err = a.update.QueryRowContext(a.ctx, a.job, rec.Key, rec.UUID, status, newHash, newJSON).Scan(&uuid, &status)
+		}
 
 	case rec.Action == connector.ActionDelete:
 		status = "deleted"
@@ -245,18 +259,13 @@ func (a *applier) apply(rec *connector.ChangeRecord) error {
 			}
 		}
 		status = connector.EntryBound
-		var h any
-		if rec.New != nil {
-			sum := rec.New.Hash()
-			h = sum[:]
-		}
-		_, err = a.bind.ExecContext(a.ctx, a.job, rec.Key, rec.UUID, h, contactValue(rec.New), rec.New != nil)
+		_, err = a.bind.ExecContext(a.ctx, a.job, rec.Key, rec.UUID, newHash, newJSON, rec.New != nil)
 	}
 	if err != nil {
 		return err
 	}
 	_, err = a.audit.ExecContext(a.ctx, a.runID, string(rec.Action), rec.Key, uuid, status, rec.Applied,
-		rec.Reason, contactValue(old), contactValue(rec.New))
+		rec.Reason, contactValue(old), newJSON)
 	return err
 }
 

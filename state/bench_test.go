@@ -1,0 +1,77 @@
+package state
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/contactsync/contactsync/connector"
+)
+
+const benchContacts = 100_000
+
+// benchRecords makes n applied creates with realistic contents.
+func benchRecords(n int) []connector.ChangeRecord {
+	recs := make([]connector.ChangeRecord, n)
+	for i := range recs {
+		c := mkContact(fmt.Sprintf("Supplier contact %06d", i), "Firstname", fmt.Sprintf("Lastname%06d", i))
+		c[connector.Email] = fmt.Sprintf("contact%06d@supplier.example", i)
+		c[connector.CompanyName] = "Supplier & Co"
+		c[connector.Title] = "Account manager"
+		c[connector.AddressCity] = "Paris"
+		c[connector.AddressCountry] = "France"
+		recs[i] = connector.ChangeRecord{Action: connector.ActionCreate, Key: fmt.Sprintf("%08x-5c1e-4b8e-9a41-%012d", i, i),
+			UUID: fmt.Sprintf("%08x-0000-4000-8000-%012d", i, i), Status: "bound", New: &c, Applied: true}
+	}
+	return recs
+}
+
+// BenchmarkCommit measures one Commit of 100,000 creates into an empty
+// state file: entries, audit rows and the run row in one transaction.
+func BenchmarkCommit(b *testing.B) {
+	ctx := context.Background()
+	recs := benchRecords(benchContacts)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		d, _ := openTest(b)
+		id, err := d.StartRun(ctx, connector.Run{Job: "bench"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		err = d.Commit(ctx, &connector.Commit{
+			Run:     connector.Run{ID: id, Job: "bench", Status: connector.StatusOK, Counts: connector.Counts{Created: benchContacts}},
+			Changes: recordsIter(recs),
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		_ = d.Close()
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*benchContacts), "ns/change")
+}
+
+// BenchmarkEntries measures a scan of a job's 100,000 entries.
+func BenchmarkEntries(b *testing.B) {
+	ctx := context.Background()
+	d, _ := openTest(b)
+	if _, err := commitRecs(b, d, "bench", benchRecords(benchContacts)); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		n := 0
+		if err := d.Entries(ctx, "bench", func(connector.Entry) error { n++; return nil }); err != nil {
+			b.Fatal(err)
+		}
+		if n != benchContacts {
+			b.Fatalf("%d entries", n)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*benchContacts), "ns/entry")
+}
