@@ -201,7 +201,22 @@ type memJournal struct {
 	mu      sync.Mutex
 	run     int64
 	entries []connector.JournalEntry
+	index   map[journalID]int
 	intends int
+}
+
+type journalID struct {
+	run int64
+	key string
+	op  connector.Action
+}
+
+func (j *memJournal) add(e connector.JournalEntry) {
+	if j.index == nil {
+		j.index = map[journalID]int{}
+	}
+	j.index[journalID{e.RunID, e.Key, e.Op}] = len(j.entries)
+	j.entries = append(j.entries, e)
 }
 
 func (j *memJournal) nextRun() int64 {
@@ -214,7 +229,9 @@ func (j *memJournal) nextRun() int64 {
 func (j *memJournal) Intend(_ context.Context, _ string, es []connector.JournalEntry) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	j.entries = append(j.entries, es...)
+	for _, e := range es {
+		j.add(e)
+	}
 	j.intends++
 	return nil
 }
@@ -225,15 +242,12 @@ func (j *memJournal) Answer(_ context.Context, _ string, es []connector.JournalE
 	// Matched by run, key and operation, as the state does; an answer
 	// without an intent is recorded all the same.
 	for _, a := range es {
-		found := false
-		for i := range j.entries {
-			if j.entries[i].Key == a.Key && j.entries[i].Op == a.Op && j.entries[i].RunID == a.RunID {
-				j.entries[i].UUID, found = a.UUID, true
-			}
+		id := journalID{a.RunID, a.Key, a.Op}
+		if i, ok := j.index[id]; ok {
+			j.entries[i].UUID = a.UUID
+			continue
 		}
-		if !found {
-			j.entries = append(j.entries, a)
-		}
+		j.add(a)
 	}
 	return nil
 }
@@ -258,7 +272,7 @@ func (j *memJournal) has(key string) bool {
 func (j *memJournal) commit() {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	j.entries = nil
+	j.entries, j.index = nil, nil
 }
 
 type memOut struct {
