@@ -2,6 +2,7 @@ package connector
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -237,11 +238,12 @@ type Mapping struct {
 	names   []string // every attribute the templates read, sorted
 	all     bool     // a template reads something that cannot be analysed
 
-	// cache holds the positions of attrs in the last Names slice seen
-	// twice in a row: CSV records share one header slice, so the fast path
-	// resolves columns once per file instead of comparing names per row.
-	cache    atomic.Pointer[posCache]
-	lastMiss atomic.Pointer[string]
+	// cache holds the positions of attrs in a recently seen Names slice.
+	// CSV records share one header slice, so the fast path resolves columns
+	// once per file; checking that the names are the cached ones costs one
+	// pointer comparison per name, as the strings are the very same.
+	cache  atomic.Pointer[posCache]
+	misses atomic.Uint64
 	// mapPool recycles the maps that slow-path templates execute over.
 	mapPool sync.Pool
 }
@@ -254,8 +256,7 @@ type compiledPhone struct {
 }
 
 type posCache struct {
-	first *string // &Names[0]: keeping the pointer keeps the array alive, so its address is never reused
-	n     int
+	names []string // a copy: a source that reuses its Names buffer cannot change it
 	pos   []int32
 }
 
@@ -266,8 +267,8 @@ const maxStackAttrs = 48
 // Apply maps the record r onto *c, which it resets first. A record that
 // cannot become a valid contact yields a *RejectError.
 //
-// The fast path relies on the Record contract that a shared Names slice is
-// never modified once emitted: positions are cached by the slice's identity.
+// Records may share their Names slice (a CSV header) or reuse one buffer
+// (LDAP): column positions are cached and checked against the names.
 func (m *Mapping) Apply(r *Record, c *Contact) error {
 	*c = Contact{}
 	var stack [maxStackAttrs]int32
@@ -339,16 +340,16 @@ func (m *Mapping) Apply(r *Record, c *Contact) error {
 }
 
 // positions returns where each fast-path attribute sits in names (-1:
-// absent), from the cache when names is the slice seen last.
+// absent), from the cache when names holds the cached names.
+//
+// The cache is checked by content, not only by the slice's identity: the
+// LDAP source refills one Names buffer for every entry, so an identity
+// match would read the columns of an earlier entry.
 func (m *Mapping) positions(names []string, stack []int32) []int32 {
 	if len(m.attrs) == 0 {
 		return nil
 	}
-	var first *string
-	if len(names) > 0 {
-		first = &names[0]
-	}
-	if pc := m.cache.Load(); pc != nil && pc.first == first && pc.n == len(names) {
+	if pc := m.cache.Load(); pc != nil && sameNames(pc.names, names) {
 		return pc.pos
 	}
 	pos := stack
@@ -359,20 +360,33 @@ func (m *Mapping) positions(names []string, stack []int32) []int32 {
 	for a, attr := range m.attrs {
 		pos[a] = -1
 		for i, n := range names {
-			if n == attr || strings.EqualFold(n, attr) {
+			if len(n) == len(attr) && (n == attr || strings.EqualFold(n, attr)) {
 				pos[a] = int32(i)
 				break
 			}
 		}
 	}
-	// Cache on the second sighting only: LDAP entries each carry their
-	// own Names, and caching those would cost an allocation per record.
-	if first != nil {
-		if m.lastMiss.Swap(first) == first {
-			m.cache.Store(&posCache{first: first, n: len(names), pos: append([]int32(nil), pos...)})
-		}
+	// Re-cache on the first miss and then on every 16th: records whose
+	// names keep changing (LDAP entries with different attributes) then
+	// cost an allocation only now and then.
+	if m.misses.Add(1)%16 == 1 {
+		m.cache.Store(&posCache{names: slices.Clone(names), pos: slices.Clone(pos)})
 	}
 	return pos
+}
+
+// sameNames compares two name lists. Go compares strings that share their
+// bytes by pointer, so a shared CSV header costs no byte comparison.
+func sameNames(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // Attributes returns the lower-case attribute names the templates read, for

@@ -583,6 +583,41 @@ func TestMappingSharedNames(t *testing.T) {
 	}
 }
 
+// TestMappingReusedNamesBuffer is the LDAP source's way: one Names buffer
+// refilled for every entry, with the same length but other attributes.
+func TestMappingReusedNamesBuffer(t *testing.T) {
+	cfg := baseMapping()
+	m, err := cfg.Compile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &Record{}
+	entries := [][]string{
+		{"dn", "cn=a", "cn", "A", "telephonenumber", "0123456789"},
+		{"dn", "cn=b", "cn", "B", "telephonenumber", "0123456780"},
+		{"dn", "cn=c", "telephonenumber", "0612345678", "cn", "C"},
+		{"dn", "cn=d", "mobile", "0612345679", "cn", "D"},
+		{"dn", "cn=e", "cn", "E", "telephonenumber", "0123456781"},
+	}
+	want := [][2]string{{"A", "+33123456789"}, {"B", "+33123456780"}, {"C", "+33612345678"}, {"D", "+33612345679"}, {"E", "+33123456781"}}
+	for round := 0; round < 20; round++ { // past the re-caching period
+		for i, kv := range entries {
+			r.Names, r.Values = r.Names[:0], r.Values[:0]
+			for j := 0; j < len(kv); j += 2 {
+				r.Names = append(r.Names, strings.Clone(kv[j]))
+				r.Values = append(r.Values, kv[j+1])
+			}
+			var c Contact
+			if err := m.Apply(r, &c); err != nil {
+				t.Fatalf("round %d entry %d: %v", round, i, err)
+			}
+			if c[DisplayName] != want[i][0] || c[Phone1] != want[i][1] {
+				t.Fatalf("round %d entry %d: got %q %q, want %q", round, i, c[DisplayName], c[Phone1], want[i])
+			}
+		}
+	}
+}
+
 // TestMappingConcurrent runs one Mapping from several goroutines, with
 // shared and per-record Names, for the race detector.
 func TestMappingConcurrent(t *testing.T) {
