@@ -73,7 +73,9 @@ type Options struct {
 	Grace time.Duration
 	// Notify talks to systemd (Systemd); nil sends nothing.
 	Notify NotifySystemd
-	// Watchdog is how often to send WATCHDOG=1 (SystemdWatchdog()); 0: never.
+	// Watchdog is how often to send WATCHDOG=1. 0 with Notify set means
+	// SystemdWatchdog(): half the unit's WatchdogSec=, or never outside
+	// systemd; a negative value turns the pings off.
 	Watchdog time.Duration
 }
 
@@ -142,6 +144,11 @@ func New(opts Options) *Daemon {
 	}
 	if opts.Grace <= 0 {
 		opts.Grace = DefaultGrace
+	}
+	if opts.Watchdog == 0 && opts.Notify != nil {
+		// A unit with WatchdogSec= kills a service that never pings: do
+		// not leave that to every caller.
+		opts.Watchdog = SystemdWatchdog()
 	}
 	d := &Daemon{
 		opts:    opts,

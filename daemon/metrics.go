@@ -51,7 +51,7 @@ func newMetrics() *metrics {
 		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "skipped_runs_total",
 			Help: "Scheduled runs skipped because the job's previous run was still going."}, job),
 		contacts: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "contacts_total",
-			Help: "Contacts created, updated, deleted by successful runs, and source records rejected."}, []string{"job", "action"}),
+			Help: "Contacts created, updated, deleted, adopted by successful runs, and source records rejected."}, []string{"job", "action"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "run_duration_seconds",
 			Help:    "How long runs took.",
 			Buckets: []float64{1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200}}, job),
@@ -81,7 +81,7 @@ func (m *metrics) addJob(job string) {
 	for _, s := range statuses {
 		m.runs.WithLabelValues(job, s)
 	}
-	for _, a := range []string{"created", "updated", "deleted", "rejected"} {
+	for _, a := range []string{"created", "updated", "deleted", "rejected", "adopted"} {
 		m.contacts.WithLabelValues(job, a)
 	}
 	m.blocked.WithLabelValues(job)
@@ -123,6 +123,7 @@ func (m *metrics) record(r connector.Run, took time.Duration, finished time.Time
 		m.contacts.WithLabelValues(job, "updated").Add(float64(r.Updated))
 		m.contacts.WithLabelValues(job, "deleted").Add(float64(r.Deleted))
 		m.contacts.WithLabelValues(job, "rejected").Add(float64(r.Rejected))
+		m.contacts.WithLabelValues(job, "adopted").Add(float64(r.Adopted))
 		// A run that found no new drop file pulls nothing and changes
 		// nothing: keep the figures of the last run that read something.
 		if r.Counts.Source > 0 {
@@ -138,7 +139,8 @@ func (m *metrics) record(r connector.Run, took time.Duration, finished time.Time
 }
 
 // managed estimates the contacts a job manages after a successful run from
-// its figures: what it created, updated, left unchanged or holds back.
+// its figures: what it created, updated, adopted, left unchanged or holds
+// back. Counts has no exact figure for it.
 func managed(c connector.Counts) int {
-	return c.Created + c.Updated + c.Unchanged + c.Waiting
+	return c.Created + c.Updated + c.Adopted + c.Unchanged + c.Waiting
 }

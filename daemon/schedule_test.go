@@ -1,6 +1,8 @@
 package daemon
 
 import (
+	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -64,6 +66,31 @@ func TestLateAfter(t *testing.T) {
 			}
 			if got := lateAfter(s, tt.ref); !got.Equal(tt.want) {
 				t.Errorf("lateAfter = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestSystemdWatchdog(t *testing.T) {
+	t.Setenv("WATCHDOG_USEC", "300000000")
+	t.Setenv("WATCHDOG_PID", strconv.Itoa(os.Getpid()))
+	if got := SystemdWatchdog(); got != 150*time.Second {
+		t.Errorf("SystemdWatchdog = %v, want 2m30s", got)
+	}
+	tests := []struct {
+		name string
+		opts Options
+		want time.Duration
+	}{
+		{"from systemd", Options{Notify: func(string) error { return nil }}, 150 * time.Second},
+		{"explicit", Options{Notify: func(string) error { return nil }, Watchdog: time.Minute}, time.Minute},
+		{"off", Options{Notify: func(string) error { return nil }, Watchdog: -1}, -1},
+		{"no systemd", Options{}, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := New(tt.opts).opts.Watchdog; got != tt.want {
+				t.Errorf("Watchdog = %v, want %v", got, tt.want)
 			}
 		})
 	}

@@ -12,8 +12,12 @@ import (
 const maxReason = 1000
 
 func figures(r connector.Run) string {
-	return fmt.Sprintf("%d created, %d updated, %d deleted, %d unchanged, %d rejected, %d waiting, %d source records",
+	s := fmt.Sprintf("%d created, %d updated, %d deleted, %d unchanged, %d rejected, %d waiting, %d source records",
 		r.Created, r.Updated, r.Deleted, r.Unchanged, r.Rejected, r.Waiting, r.Counts.Source)
+	if r.Adopted > 0 {
+		s += fmt.Sprintf(", %d adopted", r.Adopted)
+	}
+	return s
 }
 
 func reason(r connector.Run) string {
