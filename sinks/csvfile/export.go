@@ -50,7 +50,7 @@ func ReadExport(path string, fn func(ExportRow) error) error {
 // ReadExportFrom is ReadExport over an open file; name is used in errors.
 // r is read twice: once to tell UTF-8 from Windows-1252, then to parse.
 func ReadExportFrom(name string, r io.ReadSeeker, fn func(ExportRow) error) error {
-	cr, err := openCSV(name, r)
+	cr, err := openCSV(r, 0)
 	if err != nil {
 		return fmt.Errorf("csvfile: export %q: %w", name, err)
 	}
@@ -161,7 +161,9 @@ func readHeaderFile(path string) ([]string, error) {
 		return nil, fmt.Errorf("csvfile: header_from: %w", err)
 	}
 	defer f.Close()
-	cr, err := openCSV(path, f)
+	// Only the header row is read: a large export given as header_from
+	// need not be scanned to the end to tell its encoding.
+	cr, err := openCSV(f, 64<<10)
 	if err != nil {
 		return nil, fmt.Errorf("csvfile: header_from %q: %w", path, err)
 	}
@@ -173,8 +175,9 @@ func readHeaderFile(path string) ([]string, error) {
 }
 
 // openCSV detects the encoding and the delimiter of r and returns a reader
-// positioned on the first row.
-func openCSV(name string, r io.ReadSeeker) (*csv.Reader, error) {
+// positioned on the first row. The encoding is told from the first scan
+// bytes (0: all of r).
+func openCSV(r io.ReadSeeker, scan int64) (*csv.Reader, error) {
 	var head [3]byte
 	n, err := io.ReadFull(r, head[:])
 	if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
@@ -198,7 +201,11 @@ func openCSV(name string, r io.ReadSeeker) (*csv.Reader, error) {
 		if _, err := r.Seek(start, io.SeekStart); err != nil {
 			return nil, fmt.Errorf("read: %w", err)
 		}
-		valid, err := validUTF8(r)
+		var src io.Reader = r
+		if scan > 0 {
+			src = io.LimitReader(r, scan)
+		}
+		valid, err := validUTF8(src, scan > 0)
 		if err != nil {
 			return nil, fmt.Errorf("read: %w", err)
 		}
@@ -240,8 +247,9 @@ func sniffDelimiter(br *bufio.Reader) rune {
 }
 
 // validUTF8 reports whether the rest of r is valid UTF-8, without holding
-// the whole file in memory.
-func validUTF8(r io.Reader) (bool, error) {
+// the whole file in memory. When r is cut short (truncated), a rune cut by
+// its end is not held against it.
+func validUTF8(r io.Reader, truncated bool) (bool, error) {
 	buf := make([]byte, 64<<10)
 	carry := 0 // bytes of an incomplete rune kept at buf's start
 	for {
@@ -249,7 +257,7 @@ func validUTF8(r io.Reader) (bool, error) {
 		n += carry
 		chunk := buf[:n]
 		keep := 0
-		if err == nil {
+		if err == nil || truncated {
 			// Hold back an incomplete rune cut by the chunk boundary.
 			for i := n - 1; i >= 0 && i >= n-utf8.UTFMax; i-- {
 				if utf8.RuneStart(chunk[i]) {

@@ -3,11 +3,13 @@ package csvfile
 import (
 	"bytes"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+	"testing/iotest"
 
 	"github.com/contactsync/contactsync/connector"
 	"golang.org/x/text/encoding/unicode"
@@ -287,4 +289,31 @@ func FuzzReadExport(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestValidUTF8(t *testing.T) {
+	tests := []struct {
+		in        string
+		truncated bool
+		want      bool
+	}{
+		{"", false, true},
+		{"Société Générale 東京 😀", false, true},
+		{"Soci\xe9t\xe9", false, false},
+		{"ends in a cut rune \xc3", false, false},
+		{"cut by a read limit \xf0\x9f\x98", true, true},
+		{"invalid before the limit \xff x", true, false},
+	}
+	for _, tt := range tests {
+		// One byte per Read splits every multi-byte rune across reads.
+		for name, r := range map[string]io.Reader{
+			"whole":    strings.NewReader(tt.in),
+			"one byte": iotest.OneByteReader(strings.NewReader(tt.in)),
+		} {
+			got, err := validUTF8(r, tt.truncated)
+			if err != nil || got != tt.want {
+				t.Errorf("validUTF8(%q, %v) [%s] = %v, %v; want %v", tt.in, tt.truncated, name, got, err, tt.want)
+			}
+		}
+	}
 }
