@@ -60,6 +60,11 @@ func (p *pull) syncreplStart() (*cursor, error) {
 		Cookie: "rid=000,csn=" + strings.Join(csns, ";")}, nil
 }
 
+// errPresentPhase stops a sync refresh as soon as the server shows it is
+// answering with a present phase: the full pull that must follow reads
+// everything anyway.
+var errPresentPhase = errors.New("present phase")
+
 // syncrepl runs an RFC 4533 refreshOnly search from the cursor's cookie.
 // With a session log, syncprov names deleted entries (delete phase) and
 // the pull is incremental. Without one, it answers with a present phase:
@@ -96,7 +101,7 @@ func (p *pull) syncrepl(ctx context.Context, cur *cursor, res *connector.PullRes
 			switch st.State {
 			case goldap.SyncStatePresent:
 				present = true
-				return nil
+				return errPresentPhase
 			case goldap.SyncStateDelete:
 				return p.emit.Delete(st.EntryUUID.String(), e.DN)
 			}
@@ -112,12 +117,12 @@ func (p *pull) syncrepl(ctx context.Context, cur *cursor, res *connector.PullRes
 					setCookie(c.RefreshDelete.Cookie)
 				case c.RefreshPresent != nil:
 					present = true
-					setCookie(c.RefreshPresent.Cookie)
+					return errPresentPhase
 				case c.SyncIdSet != nil:
 					setCookie(c.SyncIdSet.Cookie)
 					if !c.SyncIdSet.RefreshDeletes {
 						present = true
-						continue
+						return errPresentPhase
 					}
 					for _, u := range c.SyncIdSet.SyncUUIDs {
 						if err := p.emit.Delete(u.String(), "entryUUID "+u.String()); err != nil {
@@ -141,7 +146,7 @@ func (p *pull) syncrepl(ctx context.Context, cur *cursor, res *connector.PullRes
 		p.fallback = "the server refused the cookie"
 		p.s.log.Info("ldap: server refused the sync cookie, reading everything", "url", p.s.displayURL(), "err", err)
 		return false, nil
-	case err != nil:
+	case err != nil && !errors.Is(err, errPresentPhase):
 		return false, err
 	case present:
 		p.fallback = "the server answered with a present phase (no syncprov-sessionlog covering the cursor)"

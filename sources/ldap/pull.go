@@ -250,8 +250,9 @@ func (p *pull) stream(ctx context.Context, what string, req *goldap.SearchReques
 	}
 	if err := resp.Err(); err != nil {
 		if goldap.IsErrorWithCode(err, goldap.LDAPResultReferral) {
-			p.s.log.Debug("ldap: referral skipped", "url", p.s.displayURL(), "err", err)
-			return nil
+			// The base itself lives elsewhere: reading nothing would look
+			// like an empty directory, so it is an error, not a skip.
+			return fmt.Errorf("ldap: %s on %s: the server refers base DN %q to another server (LDAP result 10); point url at the server that holds it: %w", what, p.s.displayURL(), p.s.cfg.BaseDN, err)
 		}
 		return p.s.searchError(what, err)
 	}
