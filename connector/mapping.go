@@ -389,6 +389,10 @@ func sameNames(a, b []string) bool {
 	return true
 }
 
+// PhoneRegion returns the upper-case phone_region ("FR"), or "" when unset:
+// the region reconcile's matching passes to NormalizePhone.
+func (m *Mapping) PhoneRegion() string { return m.region }
+
 // Attributes returns the lower-case attribute names the templates read, for
 // sources that select attributes (LDAP); all is true when a template reads
 // the record in a way that cannot be analysed, and every attribute is needed.

@@ -317,6 +317,9 @@ func TestMappingApply(t *testing.T) {
 				if err != nil {
 					t.Fatalf("Compile: %v", err)
 				}
+				if got, want := m.PhoneRegion(), strings.ToUpper(cfg.PhoneRegion); got != want {
+					t.Errorf("PhoneRegion() = %q, want %q", got, want)
+				}
 				c := Contact{DisplayName: "stale", Group5: "stale"}
 				err = m.Apply(tt.record, &c)
 				if tt.reject != "" {
