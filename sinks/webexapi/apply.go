@@ -93,6 +93,7 @@ func (s *Sink) Apply(ctx context.Context, run connector.RunInfo, plan connector.
 			}
 		}()
 	}
+	planned := map[string]bool{} // keys of the plan's creates
 	cur := batch{}
 	flush := func() error {
 		if len(cur.changes) == 0 {
@@ -113,6 +114,9 @@ func (s *Sink) Apply(ctx context.Context, run connector.RunInfo, plan connector.
 			}
 			cur.action = ch.Action
 		}
+		if ch.Action == connector.ActionCreate && len(a.open) > 0 {
+			planned[ch.Key] = true
+		}
 		if ch.Action == connector.ActionDelete && ch.UUID == "" {
 			// Never bound to a Webex contact: there is nothing to delete.
 			return nil
@@ -125,6 +129,15 @@ func (s *Sink) Apply(ctx context.Context, run connector.RunInfo, plan connector.
 	}
 	close(work)
 	wg.Wait()
+	for key, e := range a.open {
+		if e.UUID != "" && !planned[key] && perr == nil && firstErr == nil {
+			// Created by an interrupted run for a record that is no longer a
+			// create (gone from the source, or bound meanwhile): say so, as
+			// the commit of this run clears the journal.
+			log.Warn("webex: a contact created by an interrupted run is not in this run's plan; check it in Control Hub",
+				"key", key, "uuid", e.UUID, "display_name", e.Contact[connector.DisplayName])
+		}
+	}
 	if firstErr != nil {
 		return res, firstErr
 	}
