@@ -142,7 +142,7 @@ func (d *DB) applyChanges(ctx context.Context, tx *sql.Tx, c *connector.Commit) 
 				hash = CASE WHEN ?6 THEN excluded.hash ELSE entries.hash END,
 				contact = CASE WHEN ?6 THEN excluded.contact ELSE entries.contact END`},
 		{&a.remove, `DELETE FROM entries WHERE job = ? AND key = ? RETURNING uuid, contact`},
-		{&a.get, `SELECT uuid, contact FROM entries WHERE job = ? AND key = ?`},
+		{&a.get, `SELECT contact FROM entries WHERE job = ? AND key = ?`},
 		{&a.audit, `INSERT INTO changes (run_id, action, key, uuid, status, applied, reason, old, new)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`},
 	}
@@ -272,9 +272,8 @@ func (a *applier) apply(rec *connector.ChangeRecord) error {
 // stored returns an entry's last emitted content, so that the audit shows
 // the old values of a change whose caller did not pass them.
 func (a *applier) stored(key string) (*connector.Contact, error) {
-	var uuid string
 	var b []byte
-	err := a.get.QueryRowContext(a.ctx, a.job, key).Scan(&uuid, &b)
+	err := a.get.QueryRowContext(a.ctx, a.job, key).Scan(&b)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}

@@ -76,6 +76,13 @@ func Open(ctx context.Context, path string, logger *slog.Logger) (*DB, error) {
 		_ = w.Close()
 		return nil, err
 	}
+	// A commit of a million changes grows the WAL to hundreds of MB; the
+	// limit gives that space back once the WAL is checkpointed. The one
+	// writer connection is never recycled, so setting it once holds.
+	if _, err := w.ExecContext(ctx, `PRAGMA journal_size_limit = 16777216`); err != nil {
+		_ = w.Close()
+		return nil, fmt.Errorf("state: open %s: %w", path, err)
+	}
 	r, err := sql.Open("sqlite3", path+"?"+opts+"&_query_only=1")
 	if err != nil {
 		_ = w.Close()
