@@ -420,13 +420,13 @@ func (d *Daemon) call(ctx context.Context, s *Setup, job string, full bool, log 
 	return run
 }
 
-// logRun writes the one line that sums a run up.
+// logRun writes the one line that sums a scheduled run up. The engine logs
+// its own "run finished" line with the same figures, so this one is a debug
+// line, except for a run the engine never recorded (run id 0: a panic, or a
+// failure before the run started), which nothing else reports.
 func logRun(ctx context.Context, log *slog.Logger, r connector.Run, full bool, took time.Duration) {
-	level := slog.LevelInfo
-	switch r.Status {
-	case connector.StatusBlocked:
-		level = slog.LevelWarn
-	case connector.StatusFailed:
+	level := slog.LevelDebug
+	if r.ID == 0 && r.Status != connector.StatusOK {
 		level = slog.LevelError
 	}
 	attrs := []slog.Attr{
@@ -438,7 +438,7 @@ func logRun(ctx context.Context, log *slog.Logger, r connector.Run, full bool, t
 	if r.Reason != "" {
 		attrs = append(attrs, slog.String("reason", r.Reason))
 	}
-	log.LogAttrs(ctx, level, "run finished", attrs...)
+	log.LogAttrs(ctx, level, "scheduled run done", attrs...)
 }
 
 // reload loads the configuration again. A configuration that cannot be
