@@ -364,7 +364,7 @@ func (d *Daemon) runJob(ctx context.Context, l *live, job string, full bool) {
 	if l.setup.Notifier.Wants(run) {
 		nctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), notifyTimeout)
 		if err := l.setup.Notifier.Notify(nctx, run); err != nil {
-			log.Error("notification failed", "run_id", run.ID, "err", err)
+			log.Error("notification failed", "run", run.ID, "err", err)
 		}
 		cancel()
 	}
@@ -430,7 +430,7 @@ func logRun(ctx context.Context, log *slog.Logger, r connector.Run, full bool, t
 		level = slog.LevelError
 	}
 	attrs := []slog.Attr{
-		slog.Int64("run_id", r.ID), slog.String("status", r.Status), slog.Bool("full", full),
+		slog.Int64("run", r.ID), slog.String("status", r.Status), slog.Bool("full", full),
 		slog.Int("created", r.Created), slog.Int("updated", r.Updated), slog.Int("deleted", r.Deleted),
 		slog.Int("unchanged", r.Unchanged), slog.Int("rejected", r.Rejected), slog.Int("waiting", r.Waiting),
 		slog.Int("source_records", r.Counts.Source), slog.Duration("took", took),

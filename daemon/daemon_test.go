@@ -156,7 +156,7 @@ func TestPanicRecovered(t *testing.T) {
 		t.Errorf("calls: %v", got)
 	}
 	logs := h.logs.String()
-	for _, want := range []string{`msg="run panicked" job=a panic=boom`, `level=ERROR msg="scheduled run done" job=a run_id=0 status=failed`, `reason="panic: boom"`} {
+	for _, want := range []string{`msg="run panicked" job=a panic=boom`, `level=ERROR msg="scheduled run done" job=a run=0 status=failed`, `reason="panic: boom"`} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("logs lack %q:\n%s", want, logs)
 		}

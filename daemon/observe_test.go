@@ -77,7 +77,7 @@ func TestMetrics(t *testing.T) {
 	}
 	// One line per run, with its figures (debug: the engine logs its own).
 	if logs := h.logs.String(); !strings.Contains(logs,
-		`level=DEBUG msg="scheduled run done" job=a run_id=1 status=ok full=false created=3 updated=2 deleted=1 unchanged=10 rejected=1 waiting=1 source_records=17 took=0s`) {
+		`level=DEBUG msg="scheduled run done" job=a run=1 status=ok full=false created=3 updated=2 deleted=1 unchanged=10 rejected=1 waiting=1 source_records=17 took=0s`) {
 		t.Errorf("run line missing:\n%s", logs)
 	}
 }

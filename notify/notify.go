@@ -173,7 +173,7 @@ func (n *Notifier) Notify(ctx context.Context, run connector.Run) error {
 		if err := n.post(ctx, "webhook", n.webhook.Reveal(), "", body); err != nil {
 			errs = append(errs, err)
 		} else {
-			n.log.Debug("notification sent", "target", "webhook", "job", run.Job, "run_id", run.ID)
+			n.log.Debug("notification sent", "target", "webhook", "job", run.Job, "run", run.ID)
 		}
 	}
 	if n.token != "" {
@@ -187,7 +187,7 @@ func (n *Notifier) Notify(ctx context.Context, run connector.Run) error {
 		if err := n.post(ctx, "webex", n.webexURL, n.token, body); err != nil {
 			errs = append(errs, err)
 		} else {
-			n.log.Debug("notification sent", "target", "webex", "job", run.Job, "run_id", run.ID)
+			n.log.Debug("notification sent", "target", "webex", "job", run.Job, "run", run.ID)
 		}
 	}
 	return errors.Join(errs...)
