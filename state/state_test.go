@@ -428,3 +428,22 @@ func TestJournal(t *testing.T) {
 		})
 	}
 }
+
+func TestOpenWarnsAboutAWideMode(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, 0o644); err != nil { // whatever the umask
+		t.Fatal(err)
+	}
+	var logs strings.Builder
+	d, err := Open(context.Background(), path, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if !strings.Contains(logs.String(), "readable by other users") {
+		t.Errorf("no warning logged; logs:\n%s", logs.String())
+	}
+}
