@@ -28,7 +28,6 @@ var (
 const (
 	people = "ou=people,dc=example,dc=org"
 	bulk   = "ou=bulk,dc=example,dc=org"
-	inc    = "ou=inc,dc=example,dc=org"
 )
 
 func TestMain(m *testing.M) {
@@ -40,7 +39,7 @@ func TestMain(m *testing.M) {
 	}
 	srv, srvErr = ldaptest.NewSlapd(dir, ldaptest.SlapdOptions{
 		LDIF:       []string{"testdata/suppliers.ldif"},
-		ExtraLDIF:  bulkLDIF("bulk", 1200) + incLDIF(),
+		ExtraLDIF:  bulkLDIF("bulk", 1200),
 		SessionLog: 10000,
 	})
 	code := m.Run()
@@ -62,17 +61,6 @@ func bulkLDIF(ou string, n int) string {
 	fmt.Fprintf(&b, "dn: ou=%s,dc=example,dc=org\nobjectClass: organizationalUnit\nou: %s\n\n", ou, ou)
 	for i := range n {
 		fmt.Fprintf(&b, "dn: uid=p%06d,ou=%s,dc=example,dc=org\nobjectClass: inetOrgPerson\nuid: p%06d\ncn: Person %d\nsn: P%d\ngivenName: Given%d\ntelephoneNumber: +33 1 %08d\nmail: p%d@bulk.example\no: Bulk Supplies\n\n", i, ou, i, i, i, i, i, i)
-	}
-	return b.String()
-}
-
-// incLDIF is the OU that the incremental tests change.
-func incLDIF() string {
-	var b strings.Builder
-	b.WriteString("dn: ou=inc,dc=example,dc=org\nobjectClass: organizationalUnit\nou: inc\n\n")
-	b.WriteString("dn: ou=moved,ou=inc,dc=example,dc=org\nobjectClass: organizationalUnit\nou: moved\n\n")
-	for _, n := range []string{"alice", "bob", "carol", "dave", "erin"} {
-		fmt.Fprintf(&b, "dn: uid=%s,ou=inc,dc=example,dc=org\nobjectClass: inetOrgPerson\nuid: %s\ncn: %s\nsn: %s\ntelephoneNumber: +33 2 00 00 00 0%d\n\n", n, n, n, n, len(n))
 	}
 	return b.String()
 }
