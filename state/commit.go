@@ -23,6 +23,10 @@ const ctxCheckEvery = 1024
 //
 // A Run with ID 0 (a run that never went through StartRun) is inserted, and
 // c.Run.ID is set to its id.
+//
+// The Changes and Rejected iterators run inside the transaction, which
+// holds the only writer connection: they may read the DB, but a write from
+// them (Intend, Approve, StartRun) would wait for the transaction forever.
 func (d *DB) Commit(ctx context.Context, c *connector.Commit) (err error) {
 	if c == nil {
 		return errors.New("state: commit: nothing to commit")
