@@ -17,8 +17,9 @@ import (
 // Record is one source record: a CSV row or an LDAP entry.
 //
 // Names are lower-case so that mapping templates match attribute names
-// case-insensitively; a source may share one Names slice between records
-// (the CSV header) and must never modify it once emitted. Only the first value
+// case-insensitively. A source may share one Names slice between records
+// (the CSV header) or refill one buffer for every record (LDAP): a Record
+// is valid only during the Emitter call it is passed to. Only the first value
 // of a multi-valued attribute is kept: the Webex contact schema has no field
 // that takes several values of one attribute.
 type Record struct {

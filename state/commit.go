@@ -87,7 +87,13 @@ func (d *DB) Commit(ctx context.Context, c *connector.Commit) (err error) {
 	if err = d.updateRun(ctx, tx, &c.Run); err != nil {
 		return fail(err)
 	}
-	pruned, err := d.prune(ctx, tx, c.KeepDays)
+	// Retention counts from the committing run's start, so that the
+	// engine's clock (a fake one in tests) decides, not this package's.
+	ref := c.Run.StartedAt
+	if ref.IsZero() {
+		ref = d.now()
+	}
+	pruned, err := d.prune(ctx, tx, c.KeepDays, ref)
 	if err != nil {
 		return fail(err)
 	}
@@ -323,12 +329,12 @@ func insertRejections(ctx context.Context, tx *sql.Tx, c *connector.Commit) (int
 }
 
 // prune removes the changes and rejections of runs started more than
-// keepDays ago; the run rows stay, so history still lists them.
-func (d *DB) prune(ctx context.Context, tx *sql.Tx, keepDays int) (int64, error) {
+// keepDays before ref; the run rows stay, so history still lists them.
+func (d *DB) prune(ctx context.Context, tx *sql.Tx, keepDays int, ref time.Time) (int64, error) {
 	if keepDays <= 0 {
 		return 0, nil
 	}
-	cutoff := formatTime(d.now().Add(-time.Duration(keepDays) * 24 * time.Hour))
+	cutoff := formatTime(ref.Add(-time.Duration(keepDays) * 24 * time.Hour))
 	var runs int64
 	for _, table := range []string{"changes", "rejections"} {
 		res, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE run_id IN (SELECT id FROM runs WHERE started_at < ?)`, cutoff)
