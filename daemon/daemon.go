@@ -522,9 +522,11 @@ func (d *Daemon) shutdown(cur *live, srv *server, cancelRuns context.CancelFunc)
 		close(done)
 	}()
 	var err error
-	select {
-	case <-done:
-	default:
+	if len(d.runningJobs()) == 0 {
+		// Nothing runs: the last runs' goroutines are only returning.
+		d.log.Info("stopping")
+		<-done
+	} else {
 		d.log.Info("stopping: waiting for running jobs", "jobs", d.runningJobs(), "grace", d.opts.Grace)
 		grace := d.clock.NewTimer(d.opts.Grace)
 		select {
