@@ -16,10 +16,10 @@ import (
 	"regexp"
 	"strings"
 
-	"github.com/robfig/cron/v3"
 	"gopkg.in/yaml.v3"
 
 	"github.com/contactsync/contactsync/connector"
+	"github.com/contactsync/contactsync/daemon"
 	"github.com/contactsync/contactsync/notify"
 	"github.com/contactsync/contactsync/sinks/csvfile"
 	"github.com/contactsync/contactsync/sinks/webexapi"
@@ -125,16 +125,7 @@ func onlyKind(n *yaml.Node, what string) (string, *yaml.Node, error) {
 	return n.Content[0].Value, n.Content[1], nil
 }
 
-var (
-	jobName    = regexp.MustCompile(`^[a-z0-9_-]+$`)
-	cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
-)
-
-// ParseSchedule parses a job's schedule the way the daemon does: five
-// fields, a descriptor (@daily, @every 15m), with an optional CRON_TZ= prefix.
-func ParseSchedule(spec string) (cron.Schedule, error) {
-	return cronParser.Parse(spec)
-}
+var jobName = regexp.MustCompile(`^[a-z0-9_-]+$`)
 
 // Load reads and validates the configuration file. Problems are returned
 // together as connector.Problems.
@@ -256,7 +247,8 @@ func (c *Config) validate(v *connector.Validator) {
 			if spec == "" {
 				continue
 			}
-			if _, err := ParseSchedule(spec); err != nil {
+			// The daemon's own parser, so that what passes here runs there.
+			if _, err := daemon.ParseSchedule(spec); err != nil {
 				jv.Errorf(key, "%v", err)
 			}
 		}

@@ -87,16 +87,3 @@ func TestParseProblems(t *testing.T) {
 		})
 	}
 }
-
-func TestParseSchedule(t *testing.T) {
-	for _, spec := range []string{"0 2 * * *", "@daily", "@every 15m", "CRON_TZ=Europe/Paris 0 2 * * *", "@weekly"} {
-		if _, err := ParseSchedule(spec); err != nil {
-			t.Errorf("%q: %v", spec, err)
-		}
-	}
-	for _, spec := range []string{"0 2 * *", "* * * * * *", "@sometimes"} {
-		if _, err := ParseSchedule(spec); err == nil {
-			t.Errorf("%q accepted", spec)
-		}
-	}
-}
