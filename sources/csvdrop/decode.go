@@ -263,8 +263,8 @@ func (g *recordGuard) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// isDecodeError reports whether err comes from decoding or from the guard,
-// i.e. is not already placed by encoding/csv.
+// isDecodeError reports whether err is an undecodable byte, which carries
+// its own line: encoding/csv passes reader errors through unplaced.
 func isDecodeError(err error) (*decodeError, bool) {
 	var de *decodeError
 	if errors.As(err, &de) {

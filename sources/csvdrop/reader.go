@@ -87,7 +87,11 @@ func openCSV(name string, r io.Reader, opt *readOptions) (*csvFile, error) {
 		}
 	}
 	if f.keyIdx < 0 {
-		return nil, f.errorf(line, "no key column %q in the header (columns: %s)", opt.keyLabel, headerList(f.header))
+		hint := ""
+		if strings.ContainsRune(strings.Join(head, ""), 0) {
+			hint = "; NUL characters: is the file UTF-16 without a BOM? set encoding: utf-16"
+		}
+		return nil, f.errorf(line, "no key column %q in the header (columns: %s)%s", opt.keyLabel, headerList(f.header), hint)
 	}
 	return f, nil
 }
@@ -153,6 +157,7 @@ func readFile(ctx context.Context, name string, r io.Reader, opt *readOptions, l
 	seen := make(map[string]int32)
 	var dups map[string][]int
 	rec := connector.Record{Names: f.names}
+	originBuf := make([]byte, 0, len(name)+12)
 	for n := 0; ; n++ {
 		if n%1024 == 0 {
 			if err := ctx.Err(); err != nil {
@@ -172,7 +177,8 @@ func readFile(ctx context.Context, name string, r io.Reader, opt *readOptions, l
 			continue
 		}
 		key := strings.TrimSpace(row[f.keyIdx])
-		origin := name + ":" + strconv.Itoa(line)
+		originBuf = strconv.AppendInt(append(append(originBuf[:0], name...), ':'), int64(line), 10)
+		origin := string(originBuf)
 		if key == "" {
 			st.rejected++
 			if err := emit.Reject("", origin, fmt.Sprintf("empty key in column %q", f.header[f.keyIdx])); err != nil {

@@ -93,6 +93,8 @@ func TestReadFile(t *testing.T) {
 		{file: "utf16le_bom.csv"},
 		{file: "utf16be_bom.csv"},
 		{file: "utf16le_bom.csv", encoding: "utf-16", golden: "utf16le_bom_explicit.txt"},
+		{file: "utf16le_nobom.csv"},
+		{file: "utf16le_nobom.csv", encoding: "utf-16", golden: "utf16le_nobom_explicit.txt"},
 		{file: "cp1252_semicolon.csv"},
 		{file: "cp1252_semicolon.csv", encoding: "windows-1252", delimiter: ";", golden: "cp1252_semicolon_explicit.txt"},
 		{file: "cp1252_semicolon.csv", encoding: "utf-8", golden: "cp1252_as_utf8.txt"},

@@ -140,7 +140,9 @@ func (s *Source) selectFiles(files []dropFile, cur *cursor, again bool) []dropFi
 	}
 	if s.mode == ModeSnapshot && len(picked) > 1 {
 		for _, f := range picked[:len(picked)-1] {
-			s.log.Info("older snapshot skipped, a newer one is read", "file", f.name, "mtime", f.mtime)
+			if f.after(cur) {
+				s.log.Info("older snapshot skipped, a newer one is read", "file", f.name, "mtime", f.mtime)
+			}
 		}
 		picked = picked[len(picked)-1:]
 	}
