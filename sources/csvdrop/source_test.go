@@ -205,6 +205,10 @@ func TestPull(t *testing.T) {
 			for _, f := range tt.files {
 				writeDrop(t, dir, f)
 			}
+			// A folder that matches the pattern is no drop file.
+			if err := os.Mkdir(filepath.Join(dir, "archive.csv"), 0o755); err != nil {
+				t.Fatal(err)
+			}
 			if strings.Contains(tt.name, "missing") {
 				dir = filepath.Join(dir, "nope")
 			}
