@@ -176,13 +176,16 @@ func runCheck(ctx context.Context, c *cmdCtx) int {
 		}
 		fmt.Fprintf(c.io.Stdout, "%-7s %-5s %s\n", what, status, detail)
 	}
+	// The state lets sources say what the next run would read.
+	var store connector.Store
 	db, closeDB, err := c.openState(ctx, cfg, log, false)
 	line("state", err, cfg.State)
 	if err == nil {
 		defer closeDB()
+		store = db
 	}
 	for _, name := range cfg.JobNames() {
-		jobs, err := cfg.Build([]string{name}, log, nil)
+		jobs, err := cfg.Build([]string{name}, log, store)
 		if err != nil {
 			line("job", err, name)
 			continue
@@ -205,6 +208,5 @@ func runCheck(ctx context.Context, c *cmdCtx) int {
 		}
 		closeJobs(jobs)
 	}
-	_ = db
 	return exit
 }

@@ -445,3 +445,61 @@ func TestWebexCheck(t *testing.T) {
 		t.Errorf("check shows the token:\n%s%s", out, errs)
 	}
 }
+
+// TestWebexThrottlingAndOutages: faults the API answers before doing
+// anything are retried; Retry-After is honoured, so a Retry-After longer
+// than the run's max_wait fails the run at once instead of hammering the API.
+func TestWebexThrottlingAndOutages(t *testing.T) {
+	tests := []struct {
+		name   string
+		faults []simulator.Fault
+		want   int
+		bulk   int    // bulk calls of the first run
+		search int    // search calls of the first run
+		reason string // in the failed run's reason
+	}{
+		{"429 storm then success", []simulator.Fault{{Route: "bulk", Status: 429, RetryAfter: "0", Times: 6}}, ExitOK, 7, 1, ""},
+		{"423 then success", []simulator.Fault{{Route: "bulk", Status: 423, RetryAfter: "0", Times: 2}}, ExitOK, 3, 1, ""},
+		// A 503 to a create may hide an applied create: the contacts are
+		// looked up (one search per contact) before the create is sent again.
+		{"503 then success", []simulator.Fault{{Route: "bulk", Status: 503, Times: 2}}, ExitOK, 3, 1 + 2*8, ""},
+		{"503 on search then success", []simulator.Fault{{Route: "search", Status: 503, RetryAfter: "0", Times: 3}}, ExitOK, 1, 4, ""},
+		{"Retry-After beyond max_wait", []simulator.Fault{{Route: "bulk", Status: 429, RetryAfter: "3600", Times: 1}}, ExitFailed, 1, 1, "max_wait"},
+		{"503 past the recovery limit", []simulator.Fault{{Route: "bulk", Status: 503, Times: 3}}, ExitFailed, 3, 1 + 2*8, "503"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newWxEnv(t, simulator.Options{}, "")
+			for _, f := range tt.faults {
+				e.sim.Inject(f)
+			}
+			recs := sups(1, 2, 3, 4, 5, 6, 7, 8)
+			e.drop(recs)
+			code, out, errs := e.run("sync")
+			if code != tt.want {
+				t.Fatalf("exit %d, want %d\n%s%s", code, tt.want, out, errs)
+			}
+			c := e.sim.Calls()
+			if c["bulk"] != tt.bulk || c["search"] != tt.search {
+				t.Errorf("calls %v, want %d bulk and %d search", c, tt.bulk, tt.search)
+			}
+			r := e.lastRun()
+			if tt.want == ExitOK {
+				if r.Status != "ok" || r.Created != len(recs) {
+					t.Errorf("run %s %+v", r.Status, r.Counts)
+				}
+				e.exactlyOnce(recs, 0)
+				return
+			}
+			if r.Status != "failed" || !strings.Contains(r.Reason, tt.reason) {
+				t.Errorf("run %s %q, want failed mentioning %q", r.Status, r.Reason, tt.reason)
+			}
+			if e.sim.Len() != 0 {
+				t.Errorf("a refused create left %d contacts", e.sim.Len())
+			}
+			// The API recovers: the next run creates each contact once.
+			e.mustRun(ExitOK, "sync")
+			e.exactlyOnce(recs, 0)
+		})
+	}
+}
