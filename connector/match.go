@@ -120,7 +120,7 @@ func (r *runner) adopt(ctx context.Context, ad Adopter) error {
 		return err
 	}
 	r.adopted = map[string]adoption{}
-	return r.sp.each(segCreate, func(rec *spoolRec) error {
+	err := r.sp.each(segCreate, func(rec *spoolRec) error {
 		if rec.flags&flagHeld != 0 {
 			return nil
 		}
@@ -128,7 +128,17 @@ func (r *runner) adopt(ctx context.Context, ad Adopter) error {
 			m.items[i].used = true
 			r.adopted[rec.key] = adoption{uuid: m.items[i].uuid, contact: m.items[i].contact}
 			r.log.Info("adopting an existing contact", "key", rec.key, "contact_uuid", m.items[i].uuid)
+			// The plan's figures (what a dry run reports, what Plan.Counts
+			// tells the sink) count an adopted create as a bind, plus an
+			// update when the content differs.
+			r.counts.Created--
+			r.counts.Adopted++
+			if m.items[i].contact != rec.new {
+				r.counts.Updated++
+			}
 		}
 		return nil
 	})
+	r.res.Run.Counts = r.counts
+	return err
 }
