@@ -503,3 +503,160 @@ func TestWebexThrottlingAndOutages(t *testing.T) {
 		})
 	}
 }
+
+// TestWebexPerItemFailure: a contact the API refuses in a bulk answer is
+// rejected for this run (exit 4, listed with the API's reason) and sent
+// again on the next run, with no new drop.
+func TestWebexPerItemFailure(t *testing.T) {
+	e := newWxEnv(t, simulator.Options{}, "")
+	refuse := func(name string) {
+		e.setFailItem(func(c *simulator.Contact) *simulator.Failure {
+			if c.DisplayName == name {
+				return &simulator.Failure{Status: 400, Code: "4003", Message: "contact refused by the test"}
+			}
+			return nil
+		})
+	}
+	recs := sups(1, 2, 3, 4)
+	refuse("Supplier 3")
+	e.drop(recs)
+	out := e.mustRun(ExitRejected, "sync")
+	r := e.lastRun()
+	if r.Status != "ok" || r.Created != 3 || r.Rejected != 1 {
+		t.Errorf("run %s %+v\n%s", r.Status, r.Counts, out)
+	}
+	doc := e.show(fmt.Sprint(r.ID))
+	if len(doc.Rejected) != 1 || doc.Rejected[0].Key != "3" || !strings.Contains(doc.Rejected[0].Reason, "contact refused by the test") ||
+		!strings.Contains(doc.Rejected[0].Reason, `"Supplier 3"`) {
+		t.Errorf("show rejected %+v", doc.Rejected)
+	}
+	if len(e.contactsNamed("Supplier 3")) != 0 {
+		t.Errorf("the refused contact exists")
+	}
+
+	refuse("")
+	e.mustRun(ExitOK, "sync") // no new drop: the failed create is retried
+	if r := e.lastRun(); r.Created != 1 || r.Rejected != 0 {
+		t.Errorf("retry run %+v", r.Counts)
+	}
+	e.exactlyOnce(recs, 0)
+
+	// The same for an update.
+	recs[1].title = "Head of purchasing"
+	refuse("Supplier 2")
+	e.drop(recs)
+	e.mustRun(ExitRejected, "sync")
+	r = e.lastRun()
+	if ch := e.changesByKey(r.ID)["2/update"]; ch.Held == "" || r.Updated != 0 || r.Rejected != 1 {
+		t.Errorf("refused update: run %+v, change %+v", r.Counts, ch)
+	}
+	if c := e.one("Supplier 2"); c.Title != "Buyer" {
+		t.Errorf("refused update applied: %q", c.Title)
+	}
+	refuse("")
+	e.mustRun(ExitOK, "sync")
+	if c := e.one("Supplier 2"); c.Title != "Head of purchasing" || e.lastRun().Updated != 1 {
+		t.Errorf("retried update: title %q, run %+v", c.Title, e.lastRun().Counts)
+	}
+	e.exactlyOnce(recs, 0)
+}
+
+// TestWebexOAuthRefreshDuringRun: the integration's access token is revoked
+// in the middle of a run; the sink renews it on the 401, goes on, and
+// persists the newest refresh token (the simulator invalidates the old one,
+// so the next run proves it was kept).
+func TestWebexOAuthRefreshDuringRun(t *testing.T) {
+	e := newWxEnv(t, simulator.Options{ClientID: "C0ffee", ClientSecret: "client-s3cr3t", RefreshToken: "sim-refresh-initial"},
+		", batch_size: 2, concurrency: 1")
+	e.writeSecret("client.secret", "client-s3cr3t")
+	e.writeSecret("webex.refresh", "sim-refresh-initial")
+	var once sync.Once
+	e.setAfterWrite(func(r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/bulk") {
+			once.Do(e.sim.RevokeTokens)
+		}
+	})
+	recs := sups(1, 2, 3, 4, 5)
+	e.drop(recs)
+	code, out, errs := e.run("sync")
+	if code != ExitOK {
+		t.Fatalf("exit %d\n%s%s", code, out, errs)
+	}
+	noSecret(t, "sync", out, errs)
+	if c := e.sim.Calls(); c["access_token"] != 2 || c["bulk"] != 4 {
+		t.Errorf("calls %v, want 2 token refreshes and 4 bulk calls (3 batches, one refused with 401)", c)
+	}
+	e.exactlyOnce(recs, 0)
+	p := filepath.Join(e.dir, "webex.refresh")
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(string(b)); got != e.sim.RefreshToken() {
+		t.Errorf("refresh_token_file does not hold the newest refresh token")
+	}
+	if info, _ := os.Stat(p); info.Mode().Perm() != 0o600 {
+		t.Errorf("refresh_token_file mode %v, want 0600", info.Mode().Perm())
+	}
+
+	recs[0].title = "CEO"
+	e.drop(recs)
+	code, out, errs = e.run("sync")
+	if code != ExitOK {
+		t.Fatalf("second run with the persisted refresh token: exit %d\n%s%s", code, out, errs)
+	}
+	noSecret(t, "sync", out, errs)
+	if c := e.one("Supplier 1"); c.Title != "CEO" {
+		t.Errorf("second run did not update: %q", c.Title)
+	}
+}
+
+// TestWebexPlanMakesOnlyReadCalls: plan searches the organization (for
+// adoption) but never writes, and leaves the state as it was.
+func TestWebexPlanMakesOnlyReadCalls(t *testing.T) {
+	e := newWxEnv(t, simulator.Options{}, "")
+	hand := e.sim.Put(handMade("Supplier 1", "01 23 45 00 01", "work", "", ""))
+	e.drop(sups(1, 2, 3))
+	before := e.stateDump()
+	out := e.mustRun(ExitOK, "plan")
+	for _, want := range []string{"would be created 2, updated 1, deleted 0; unchanged 0, rejected 0, waiting 0, adopted 1",
+		`~ update  1  "Supplier 1"  ` + hand, "+ create  2", "+ create  3"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("first plan lacks %q:\n%s", want, out)
+		}
+	}
+	if n, c := e.sim.WriteCalls(), e.sim.Calls(); n != 0 || c["search"] == 0 {
+		t.Errorf("first plan calls %v, want searches only", c)
+	}
+	if after := e.stateDump(); after != before {
+		t.Errorf("plan changed the state:\n%s\nwas:\n%s", after, before)
+	}
+	e.mustRun(ExitOK, "sync")
+
+	recs := sups(1, 2, 4)
+	recs[1].phone = "+33 6 11 22 33 44"
+	e.drop(recs)
+	e.sim.ResetCalls()
+	before = e.stateDump()
+	out = e.mustRun(ExitOK, "plan")
+	for _, want := range []string{"~ update  2", "- delete  3", "+ create  4"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("second plan lacks %q:\n%s", want, out)
+		}
+	}
+	if n := e.sim.WriteCalls(); n != 0 {
+		t.Errorf("plan made %d write calls (%v)", n, e.sim.Calls())
+	}
+	if after := e.stateDump(); after != before {
+		t.Errorf("plan changed the state:\n%s\nwas:\n%s", after, before)
+	}
+	if r := e.lastRun(); r.Status != "dry_run" {
+		t.Errorf("plan recorded as %q", r.Status)
+	}
+	// The plan consumed nothing: the sync that follows does it all.
+	e.mustRun(ExitOK, "sync")
+	if r := e.lastRun(); r.Created != 1 || r.Updated != 1 || r.Deleted != 1 {
+		t.Errorf("sync after plan %+v", r.Counts)
+	}
+	e.exactlyOnce(recs, 0)
+}
