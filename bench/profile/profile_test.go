@@ -1,0 +1,29 @@
+// Package profile runs contactsync's command line inside a test binary, so
+// that `go test -cpuprofile/-memprofile` profiles a real sync:
+//
+//	go test -run TestSync -cpuprofile cpu.out ./bench/profile/ -args -sync "sync -c /path/config.yaml --full"
+//
+// Without -sync the test is skipped: it is a harness, not a check.
+package profile
+
+import (
+	"context"
+	"flag"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/contactsync/contactsync/cli"
+)
+
+var syncArgs = flag.String("sync", "", "contactsync arguments to run, space separated")
+
+func TestSync(t *testing.T) {
+	if *syncArgs == "" {
+		t.Skip("no -sync arguments: nothing to profile")
+	}
+	code := cli.Main(context.Background(), cli.IO{Args: strings.Fields(*syncArgs), Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr})
+	if code != 0 && code != cli.ExitRejected {
+		t.Fatalf("contactsync exited %d", code)
+	}
+}
