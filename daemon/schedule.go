@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/robfig/cron/v3"
@@ -15,11 +16,22 @@ var parser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cr
 // ParseSchedule parses a job's schedule. The config loader calls it to
 // validate `schedule` and `full_schedule`, so that a schedule the daemon
 // would refuse is reported with its YAML path before the daemon starts.
-func ParseSchedule(spec string) (cron.Schedule, error) {
+func ParseSchedule(spec string) (s cron.Schedule, err error) {
 	if spec == "" {
 		return nil, fmt.Errorf("empty schedule")
 	}
-	s, err := parser.Parse(spec)
+	// robfig/cron v3.0.1 slices out of range on a time zone prefix with
+	// nothing after it ("CRON_TZ=", "TZ=UTC"): a configuration must never
+	// crash the loader.
+	if (strings.HasPrefix(spec, "CRON_TZ=") || strings.HasPrefix(spec, "TZ=")) && !strings.Contains(spec, " ") {
+		return nil, fmt.Errorf("schedule %q: a time zone prefix must be followed by a space and a schedule", spec)
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			s, err = nil, fmt.Errorf("schedule %q: cannot be parsed (%v)", spec, p)
+		}
+	}()
+	s, err = parser.Parse(spec)
 	if err != nil {
 		return nil, fmt.Errorf("schedule %q: %w", spec, err)
 	}

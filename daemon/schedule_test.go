@@ -25,6 +25,9 @@ func TestParseSchedule(t *testing.T) {
 		{spec: "0 0 0 2 * *", wantErr: "expected exactly 5 fields"},
 		{spec: "61 * * * *", wantErr: "above maximum"},
 		{spec: "CRON_TZ=Mars/Olympus 0 2 * * *", wantErr: "provided bad location"},
+		// robfig/cron panics on these (found by FuzzConfigLoad).
+		{spec: "CRON_TZ=", wantErr: "time zone prefix"},
+		{spec: "TZ=UTC", wantErr: "time zone prefix"},
 		{spec: "0 0 30 2 *", wantErr: "never fires"},
 	}
 	for _, tt := range tests {
