@@ -184,6 +184,9 @@ type runner struct {
 	heldDeletes int
 }
 
+// reasonGone is the reason of a delete whose record left the source.
+const reasonGone = "gone from the source"
+
 // mark is what a pull decided for a key.
 type mark struct {
 	cat uint8
@@ -352,7 +355,10 @@ func (em *emitter) Delete(key, origin string) error {
 		r.seen[key] = mark{cat: catNone}
 		return nil
 	}
-	return r.spoolDelete(en, "deleted in the source ("+origin+")", catDelete)
+	// The same reason as a complete pull's, so that an incremental run
+	// writes the very files a full pull would.
+	r.log.Debug("deleted in the source", "key", key, "origin", origin)
+	return r.spoolDelete(en, reasonGone, catDelete)
 }
 
 func (r *runner) reject(key, origin, reason string) error {
@@ -449,7 +455,7 @@ func (r *runner) planRest(ctx context.Context) error {
 		}
 		switch {
 		case r.complete:
-			if err := r.spoolDelete(en, "gone from the source", catDelete); err != nil {
+			if err := r.spoolDelete(en, reasonGone, catDelete); err != nil {
 				return err
 			}
 		case en.Desired.IsZero():

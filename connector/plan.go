@@ -12,6 +12,6 @@ type Change struct {
 	Contact Contact
 	// Old is the last emitted content (update only).
 	Old Contact
-	// Reason says why a delete happens ("gone from source").
+	// Reason says why a delete happens ("gone from the source").
 	Reason string
 }
