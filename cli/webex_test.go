@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/csv"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -50,6 +51,8 @@ type wxEnv struct {
 	*env
 	sim *simulator.Server
 	srv *httptest.Server
+	// sinkLine is the configuration's sink block for the simulator.
+	sinkLine string
 
 	// hooks lets a test change the simulator's behaviour between runs
 	// without racing with its handlers.
@@ -91,8 +94,9 @@ func newWxEnv(t *testing.T, opts simulator.Options, extra string) *wxEnv {
 	if opts.ClientID != "" {
 		auth = "oauth: {client_id: " + opts.ClientID + ", client_secret_file: client.secret, refresh_token_file: webex.refresh}"
 	}
-	e.setSink(fmt.Sprintf("      webex: {base_url: %q, org_id: %s, %s, requests_per_second: 1000, max_wait: 1m%s}",
-		e.srv.URL+"/v1", wxOrg, auth, extra))
+	e.sinkLine = fmt.Sprintf("      webex: {base_url: %q, org_id: %s, %s, requests_per_second: 1000, max_wait: 1m%s}",
+		e.srv.URL+"/v1", wxOrg, auth, extra)
+	e.setSink(e.sinkLine)
 	return e
 }
 
@@ -659,4 +663,193 @@ func TestWebexPlanMakesOnlyReadCalls(t *testing.T) {
 		t.Errorf("sync after plan %+v", r.Counts)
 	}
 	e.exactlyOnce(recs, 0)
+}
+
+// TestWebexLostAnswer: the API applies a bulk create and its answer never
+// arrives. Whether the run dies (its context is cancelled) or the
+// connection drops, no contact is ever created twice.
+func TestWebexLostAnswer(t *testing.T) {
+	tests := []struct {
+		name   string
+		before []supplier // synced before the lost answer (the job has state)
+		abort  bool       // drop the connection instead of ending the run
+	}{
+		{"run dies, first run of the job", nil, false},
+		{"run dies, job with state", sups(1, 2, 3), false},
+		{"connection dropped, first run", nil, true},
+		{"connection dropped, job with state", sups(1, 2, 3), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newWxEnv(t, simulator.Options{}, "")
+			if tt.before != nil {
+				e.drop(tt.before)
+				e.mustRun(ExitOK, "sync")
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var once sync.Once
+			e.setAfterWrite(func(r *http.Request) {
+				if !strings.HasSuffix(r.URL.Path, "/bulk") {
+					return
+				}
+				lose := false
+				once.Do(func() { lose = true })
+				switch {
+				case lose && tt.abort:
+					panic(http.ErrAbortHandler) // the server closes the connection unanswered
+				case lose:
+					cancel()
+				}
+			})
+			recs := append(append([]supplier(nil), tt.before...), sups(4, 5, 6, 7)...)
+			e.drop(recs)
+			e.sim.ResetCalls()
+			code, out, errs := e.runCtx(ctx, "sync")
+			if tt.abort {
+				if code != ExitOK {
+					t.Fatalf("exit %d, want the run to recover\n%s%s", code, out, errs)
+				}
+				// One bulk create, whose contacts were then found by search
+				// and bound, not sent again.
+				if c := e.sim.Calls(); c["bulk"] != 1 || c["search"] < 4 {
+					t.Errorf("calls %v, want 1 bulk call and a search per contact", c)
+				}
+				e.exactlyOnce(recs, 0)
+				return
+			}
+			if code != ExitFailed {
+				t.Fatalf("exit %d, want 1\n%s%s", code, out, errs)
+			}
+			if r := e.lastRun(); r.Status != "failed" {
+				t.Errorf("run recorded %q", r.Status)
+			}
+			if e.sim.Len() != len(recs) {
+				t.Fatalf("the simulator holds %d contacts, want the %d created before the answer was lost", e.sim.Len(), len(recs))
+			}
+			e.setAfterWrite(nil)
+			e.sim.ResetCalls()
+			e.mustRun(ExitOK, "sync")
+			e.exactlyOnce(recs, 0)
+			if c := e.sim.Calls(); c["bulk"] != 0 {
+				t.Errorf("the rerun sent %d bulk calls, want none (all bound)", c["bulk"])
+			}
+			// Every record is bound to the contact the lost call created,
+			// and the journal was cleared by the commit.
+			dump := e.stateDump()
+			if strings.Contains(dump, "journal") {
+				t.Errorf("journal left open:\n%s", dump)
+			}
+			for _, r := range recs {
+				if c := e.one(r.name); !strings.Contains(dump, r.id+" "+c.ContactID+" bound") {
+					t.Errorf("key %s not bound to %s:\n%s", r.id, c.ContactID, dump)
+				}
+			}
+		})
+	}
+}
+
+// TestWebexSwitchFromCSVSink: a job that wrote Control Hub files, whose
+// contacts were imported and reconciled, moves to the API sink: no contact
+// is created again, updates and deletes go to the reconciled UUIDs.
+func TestWebexSwitchFromCSVSink(t *testing.T) {
+	e := newWxEnv(t, simulator.Options{}, "")
+	webexSink := e.sinkLine
+	e.setSink("      csv: {dir: outbox}")
+	recs := sups(1, 2, 3, 4)
+	e.drop(recs)
+	e.mustRun(ExitOK, "sync")
+	stranger := e.sim.Put(handMade("Someone Else", "+33 6 00 00 00 99", "mobile", "", "Partner"))
+
+	// The admin imports the file into Control Hub, downloads the export
+	// and reconciles it.
+	files := e.outputs("000001")
+	if len(files) != 1 {
+		t.Fatalf("run 1 wrote %v", files)
+	}
+	uuids := e.importIntoSimulator(filepath.Join(e.outbox, files[0]))
+	export := e.exportFromSimulator()
+	e.mustRun(ExitOK, "reconcile", "--job", "crm", export)
+	if n := e.sim.Len(); n != 5 {
+		t.Fatalf("the organization holds %d contacts, want 5", n)
+	}
+
+	e.setSink(webexSink)
+	e.sim.ResetCalls()
+	e.mustRun(ExitOK, "sync") // no new drop: nothing to do
+	if n := e.sim.WriteCalls(); n != 0 {
+		t.Errorf("the first API run without a new drop made %d write calls", n)
+	}
+	next := sups(1, 2, 4, 5)
+	next[1].phone = "+33 4 78 42 99 99"
+	e.drop(next)
+	e.mustRun(ExitOK, "sync")
+	r := e.lastRun()
+	if r.Created != 1 || r.Updated != 1 || r.Deleted != 1 || r.Adopted != 0 {
+		t.Errorf("run %+v, want 1 create, 1 update, 1 delete", r.Counts)
+	}
+	ch := e.changesByKey(r.ID)
+	if ch["2/update"].UUID != uuids["Supplier 2"] || ch["3/delete"].UUID != uuids["Supplier 3"] {
+		t.Errorf("changes went to the wrong contacts: %+v", ch)
+	}
+	if c, ok := e.sim.Get(uuids["Supplier 2"]); !ok || strings.Join(phones(c), " ") != "+33478429999" {
+		t.Errorf("Supplier 2 (%s): %+v", uuids["Supplier 2"], c)
+	}
+	if _, ok := e.sim.Get(uuids["Supplier 3"]); ok {
+		t.Errorf("Supplier 3 not deleted")
+	}
+	if _, ok := e.sim.Get(stranger); !ok {
+		t.Errorf("the hand-made contact was deleted")
+	}
+	e.exactlyOnce(next, 1)
+}
+
+// importIntoSimulator does what Control Hub does with an import file: each
+// row without a UUID becomes a contact. It returns the UUIDs by name.
+func (e *wxEnv) importIntoSimulator(path string) map[string]string {
+	e.t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer f.Close()
+	rows, err := csv.NewReader(f).ReadAll()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	col := map[string]int{}
+	for i, h := range rows[0] {
+		col[h] = i
+	}
+	out := map[string]string{}
+	for _, row := range rows[1:] {
+		get := func(name string) string { return row[col[name]] }
+		c := handMade(get("Display Name"), get("Phone Number 1"), get("Phone Number 1 Type"), get("Contact Email"), get("Title"))
+		out[c.DisplayName] = e.sim.Put(c)
+	}
+	return out
+}
+
+// exportFromSimulator writes a Control Hub export of the organization.
+func (e *wxEnv) exportFromSimulator() string {
+	e.t.Helper()
+	var b bytes.Buffer
+	w := csv.NewWriter(&b)
+	_ = w.Write([]string{"Contact UUID", "Display Name", "Phone Number 1", "Phone Number 1 Type", "Contact Email", "Title", "Source"})
+	for _, c := range e.sim.Contacts() {
+		var phone, typ, email string
+		if len(c.PhoneNumbers) > 0 {
+			phone, typ = c.PhoneNumbers[0].Value, strings.ToUpper(c.PhoneNumbers[0].Type)
+		}
+		if len(c.Emails) > 0 {
+			email = c.Emails[0].Value
+		}
+		_ = w.Write([]string{c.ContactID, c.DisplayName, phone, typ, email, c.Title, c.Source})
+	}
+	w.Flush()
+	p := filepath.Join(e.dir, "export.csv")
+	if err := os.WriteFile(p, b.Bytes(), 0o644); err != nil {
+		e.t.Fatal(err)
+	}
+	return p
 }
