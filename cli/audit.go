@@ -57,11 +57,8 @@ func runHistory(ctx context.Context, c *cmdCtx) int {
 	fs.StringVar(&job, "job", "", "only this job")
 	fs.IntVar(&limit, "limit", 20, "at most this many runs")
 	fs.BoolVar(&asJSON, "json", false, "print JSON")
-	if !c.parse() {
+	if !c.parseNone() {
 		return ExitUsage
-	}
-	if len(c.args) > 0 {
-		return c.usageErr("unexpected argument %q", c.args[0])
 	}
 	if limit < 1 {
 		return c.usageErr("--limit must be 1 or more")

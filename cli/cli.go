@@ -129,6 +129,19 @@ func (c *cmdCtx) parse() bool {
 	}
 }
 
+// parseNone parses the flags of a command that takes no argument and says
+// why when the command line is wrong.
+func (c *cmdCtx) parseNone() bool {
+	if !c.parse() {
+		return false
+	}
+	if len(c.args) > 0 {
+		c.usageErr("unexpected argument %q", c.args[0])
+		return false
+	}
+	return true
+}
+
 func (c *cmdCtx) usageErr(format string, args ...any) int {
 	fmt.Fprintf(c.io.Stderr, "contactsync %s: %s\n", c.name, fmt.Sprintf(format, args...))
 	fmt.Fprintln(c.io.Stderr, "usage: contactsync "+c.usage)

@@ -156,11 +156,8 @@ func runPreview(ctx context.Context, c *cmdCtx) int {
 
 func runCheck(ctx context.Context, c *cmdCtx) int {
 	c.flags()
-	if !c.parse() {
+	if !c.parseNone() {
 		return ExitUsage
-	}
-	if len(c.args) > 0 {
-		return c.usageErr("unexpected argument %q", c.args[0])
 	}
 	cfg, code := c.load()
 	if cfg == nil {

@@ -20,11 +20,8 @@ import (
 // configuration on SIGHUP.
 func runDaemon(ctx context.Context, c *cmdCtx) int {
 	c.flags()
-	if !c.parse() {
+	if !c.parseNone() {
 		return ExitUsage
-	}
-	if len(c.args) > 0 {
-		return c.usageErr("unexpected argument %q", c.args[0])
 	}
 	cfg, code := c.load()
 	if cfg == nil {

@@ -22,11 +22,8 @@ func runSync(ctx context.Context, c *cmdCtx) int {
 	fs.BoolVar(&o.Full, "full", false, "full pull: ignore the source's incremental cursor")
 	fs.BoolVar(&o.AllowDeletes, "allow-deletes", false, "let this run exceed the deletion guard")
 	fs.BoolVar(&asJSON, "json", false, "print JSON")
-	if !c.parse() {
+	if !c.parseNone() {
 		return ExitUsage
-	}
-	if len(c.args) > 0 {
-		return c.usageErr("unexpected argument %q", c.args[0])
 	}
 	return c.syncJobs(ctx, jobs, o, asJSON)
 }
@@ -37,11 +34,8 @@ func runPlan(ctx context.Context, c *cmdCtx) int {
 	var asJSON bool
 	fs.Var(&jobs, "job", "job to plan (repeatable; default: all)")
 	fs.BoolVar(&asJSON, "json", false, "print JSON")
-	if !c.parse() {
+	if !c.parseNone() {
 		return ExitUsage
-	}
-	if len(c.args) > 0 {
-		return c.usageErr("unexpected argument %q", c.args[0])
 	}
 	return c.syncJobs(ctx, jobs, connector.RunOptions{DryRun: true}, asJSON)
 }
