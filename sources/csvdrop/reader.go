@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode"
 
 	"github.com/contactsync/contactsync/connector"
 )
@@ -186,6 +187,16 @@ func readFile(ctx context.Context, name string, r io.Reader, opt *readOptions, l
 			}
 			continue
 		}
+		if r, ok := invisibleRune(key); ok {
+			// Reject under the key it looks like, so that the stored contact
+			// of that key is neither deleted nor duplicated.
+			st.rejected++
+			reason := fmt.Sprintf("key %q in column %q holds the invisible character %U (a byte order mark from concatenated files?)", key, f.header[f.keyIdx], r)
+			if err := emit.Reject(visibleKey(key), origin, reason); err != nil {
+				return st, f.errorf(line, "%w", err)
+			}
+			continue
+		}
 		if first, ok := seen[key]; ok {
 			if dups == nil {
 				dups = make(map[string][]int)
@@ -223,6 +234,28 @@ func readFile(ctx context.Context, name string, r io.Reader, opt *readOptions, l
 		}
 	}
 	return st, nil
+}
+
+// invisibleRune returns the first control or format character of a key (a
+// BOM in mid-file, a zero-width space): such a key looks like another one,
+// and taking it as is would delete that contact and create a twin.
+func invisibleRune(key string) (rune, bool) {
+	for _, r := range key {
+		if unicode.Is(unicode.Cc, r) || unicode.Is(unicode.Cf, r) {
+			return r, true
+		}
+	}
+	return 0, false
+}
+
+// visibleKey is key without its control and format characters.
+func visibleKey(key string) string {
+	return strings.TrimSpace(strings.Map(func(r rune) rune {
+		if unicode.Is(unicode.Cc, r) || unicode.Is(unicode.Cf, r) {
+			return -1
+		}
+		return r
+	}, key))
 }
 
 // allEmpty reports a row of empty fields: spreadsheets save one for every
