@@ -372,6 +372,10 @@ func (a *applier) reportFailures(changes []connector.Change, ans *bulkAnswer, ve
 			continue
 		}
 		reported[i] = true
+		if verb == "update" && (f.StatusCode == http.StatusNotFound || f.StatusCode == http.StatusGone) {
+			a.failed(changes[i].Key, goneReason(&changes[i]))
+			continue
+		}
 		a.failed(changes[i].Key, fmt.Sprintf("webex: %s %s rejected: %s (status %d, errorCode %s)",
 			verb, describe(&changes[i]), f.ErrorMessage, f.StatusCode, f.ErrorCode))
 	}
@@ -383,6 +387,16 @@ func (a *applier) reportFailures(changes []connector.Change, ans *bulkAnswer, ve
 			a.failed(changes[i].Key, fmt.Sprintf("webex: %s %s: no contact in the answer and no failure given", verb, describe(&changes[i])))
 		}
 	}
+}
+
+// goneReason explains an update to a contact that no longer exists in
+// Webex, most likely deleted by hand in Control Hub. Creating it again
+// silently would undo an administrator's decision, so the update fails on
+// every run until the operator chooses.
+func goneReason(ch *connector.Change) string {
+	return fmt.Sprintf("webex: update %s: contact %s no longer exists in Webex (deleted in Control Hub?); "+
+		"it is not created again on its own: remove the record from the source to stop managing it, "+
+		"or remove it for one run and add it back to create it anew", describe(ch), ch.UUID)
 }
 
 func (a *applier) updates(ctx context.Context, changes []connector.Change) error {

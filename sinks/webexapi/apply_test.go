@@ -418,3 +418,38 @@ func TestAdoptionDoesNotTakeAContactTwice(t *testing.T) {
 		t.Fatalf("err %v bound %v len %d", err, out.bound, e.sim.Len())
 	}
 }
+
+func TestUpdateOfAContactDeletedByHand(t *testing.T) {
+	e := newEnv(t, setup{})
+	old := person("Gone Corp", "+33140000001", "")
+	kept := person("Kept Corp", "+33140000002", "")
+	goneID := e.sim.Put(simulator.Contact{DisplayName: "Gone Corp", PhoneNumbers: []simulator.Item{{Value: "+33140000001", Type: "work"}}})
+	keptID := e.sim.Put(simulator.Contact{DisplayName: "Kept Corp", PhoneNumbers: []simulator.Item{{Value: "+33140000002", Type: "work"}}})
+	// The administrator deletes one contact in Control Hub.
+	req, _ := http.NewRequest(http.MethodDelete, e.srv.URL+"/v1/contacts/organizations/"+testOrg+"/contacts/"+goneID, nil)
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	resp, err := e.srv.Client().Do(req)
+	if err != nil || resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("delete by hand: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	newGone, newKept := old, kept
+	newGone[connector.Title], newKept[connector.Title] = "CEO", "CFO"
+	out, err := e.apply(context.Background(), &memJournal{},
+		update("g", goneID, old, newGone), update("k", keptID, kept, newKept))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := out.failed["g"]
+	for _, want := range []string{`"Gone Corp"`, "key g", goneID, "no longer exists", "not created again"} {
+		if !strings.Contains(r, want) {
+			t.Errorf("reason %q lacks %q", r, want)
+		}
+	}
+	if _, bad := out.failed["k"]; bad || e.sim.Len() != 1 {
+		t.Errorf("the other update failed (%v) or a contact was created (%d contacts)", out.failed, e.sim.Len())
+	}
+	if c, _ := e.sim.Get(keptID); c.Title != "CFO" {
+		t.Errorf("kept contact title %q", c.Title)
+	}
+}
