@@ -27,7 +27,15 @@ var (
 	_ connector.Sink    = (*Sink)(nil)
 	_ connector.Checker = (*Sink)(nil)
 	_ connector.Adopter = (*Sink)(nil)
+	_ connector.Closer  = (*Sink)(nil)
 )
+
+// Close releases the idle connections of the sink's HTTP client, so that a
+// daemon that reloads its configuration does not keep the old ones open.
+func (s *Sink) Close() error {
+	s.c.httpc.CloseIdleConnections()
+	return nil
+}
 
 func open(cfg *Config, env connector.Env) (connector.Sink, error) {
 	s, err := newSink(cfg, env, nil)

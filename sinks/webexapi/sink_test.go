@@ -5,6 +5,9 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -234,4 +237,38 @@ func TestValidate(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestCloseReleasesConnections: the sink's own HTTP client keeps idle
+// connections; Close closes them, which the server sees.
+func TestCloseReleasesConnections(t *testing.T) {
+	sim := simulator.New(simulator.Options{OrgID: testOrg, Token: testToken})
+	closed := make(chan struct{}, 16)
+	srv := httptest.NewUnstartedServer(sim)
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateClosed {
+			closed <- struct{}{}
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "webex.token"), testToken)
+	cfg := &Config{BaseURL: srv.URL + "/v1", OrgID: testOrg, TokenFile: "webex.token"}
+	v := connector.NewValidator(dir)
+	cfg.Validate(v)
+	if err := v.Err(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := newSink(cfg, connector.Env{Job: "j"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Check(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	<-closed // blocks (until the test times out) if the connection stays open
 }
