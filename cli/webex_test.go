@@ -853,3 +853,44 @@ func (e *wxEnv) exportFromSimulator() string {
 	}
 	return p
 }
+
+// TestWebexContactDeletedByHand: an update to a contact an administrator
+// deleted in Control Hub is rejected with a reason that says so and what to
+// do; the contact is never created again behind the administrator's back.
+func TestWebexContactDeletedByHand(t *testing.T) {
+	e := newWxEnv(t, simulator.Options{}, "")
+	recs := sups(1, 2, 3)
+	e.drop(recs)
+	e.mustRun(ExitOK, "sync")
+	gone := e.one("Supplier 2").ContactID
+	req, _ := http.NewRequest(http.MethodDelete, e.srv.URL+"/v1/contacts/organizations/"+wxOrg+"/contacts/"+gone, nil)
+	req.Header.Set("Authorization", "Bearer "+wxToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("delete by hand: %v %v", resp, err)
+	}
+	resp.Body.Close()
+
+	recs[1].title = "CEO"
+	e.drop(recs)
+	for run := 0; run < 2; run++ { // the second run retries, with the same answer
+		out := e.mustRun(ExitRejected, "sync")
+		doc := e.show(fmt.Sprint(e.lastRun().ID))
+		if len(doc.Rejected) != 1 || doc.Rejected[0].Key != "2" || !strings.Contains(doc.Rejected[0].Reason, gone) ||
+			!strings.Contains(doc.Rejected[0].Reason, "no longer exists") {
+			t.Errorf("run %d: rejected %+v\n%s", run, doc.Rejected, out)
+		}
+		if n := len(e.contactsNamed("Supplier 2")); n != 0 {
+			t.Fatalf("the contact deleted by hand was created again")
+		}
+	}
+	// The way out the reason gives: remove the record for one run, add it back.
+	e.drop(sups(1, 3))
+	e.mustRun(ExitOK, "sync")
+	e.drop(recs)
+	e.mustRun(ExitOK, "sync")
+	e.exactlyOnce(recs, 0)
+	if c := e.one("Supplier 2"); c.Title != "CEO" || c.ContactID == gone {
+		t.Errorf("re-created contact %+v", c)
+	}
+}
