@@ -903,3 +903,71 @@ func TestWebexContactDeletedByHand(t *testing.T) {
 		t.Errorf("re-created contact %+v", c)
 	}
 }
+
+// TestWebexNightsWithLostAnswers runs several nights of growing and
+// changing drops in which one bulk answer is lost each night (the run dies,
+// or the connection drops), with several batches in flight at once; after
+// each night every record is exactly one contact with its latest content.
+func TestWebexNightsWithLostAnswers(t *testing.T) {
+	e := newWxEnv(t, simulator.Options{}, ", batch_size: 3, concurrency: 4")
+	e.sim.Put(handMade("Supplier 2", "01 23 45 00 02", "work", "", "")) // adopted on night 1
+	for night := 1; night <= 6; night++ {
+		var recs []supplier
+		for i := 1; i <= 4*night; i++ {
+			r := sup(i)
+			r.title = fmt.Sprintf("Title %d", night)
+			recs = append(recs, r)
+		}
+		e.drop(recs)
+		ctx, cancel := context.WithCancel(context.Background())
+		var mu sync.Mutex
+		calls := 0
+		e.setAfterWrite(func(r *http.Request) {
+			if !strings.HasSuffix(r.URL.Path, "/bulk") {
+				return
+			}
+			mu.Lock()
+			calls++
+			lose := calls == 1+night%3
+			mu.Unlock()
+			switch {
+			case lose && night%2 == 0:
+				panic(http.ErrAbortHandler)
+			case lose:
+				cancel()
+			}
+		})
+		code, out, errs := e.runCtx(ctx, "sync")
+		cancel()
+		e.setAfterWrite(nil)
+		if code != ExitOK {
+			if code != ExitFailed {
+				t.Fatalf("night %d: exit %d\n%s%s", night, code, out, errs)
+			}
+			e.mustRun(ExitOK, "sync")
+		}
+		e.exactlyOnce(recs, 0)
+		for _, r := range recs {
+			if c := e.one(r.name); c.Title != r.title {
+				t.Errorf("night %d: %s has title %q, want %q", night, r.name, c.Title, r.title)
+			}
+		}
+		// The state agrees with the organization: an unchanged rerun
+		// writes nothing.
+		e.sim.ResetCalls()
+		e.drop(recs)
+		e.mustRun(ExitOK, "sync")
+		if n := e.sim.WriteCalls(); n != 0 {
+			t.Errorf("night %d: an unchanged rerun made %d write calls", night, n)
+		}
+	}
+	failed := 0
+	for _, r := range e.history() {
+		if r.Status == "failed" {
+			failed++
+		}
+	}
+	if failed != 3 {
+		t.Errorf("%d runs died, want 3 (the odd nights)", failed)
+	}
+}
