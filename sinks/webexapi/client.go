@@ -74,8 +74,9 @@ type budgetError struct {
 }
 
 func (e *budgetError) Error() string {
-	return fmt.Sprintf("webex: %s: gave up after %d attempts, the run's retry budget (max_wait %s) is spent; last error: %v",
-		e.what, e.attempts, e.maxWait, e.last)
+	// No "webex: <call>:" prefix: every caller of do names the call.
+	return fmt.Sprintf("gave up after %d attempts, the run's retry budget (max_wait %s) is spent; last error: %v",
+		e.attempts, e.maxWait, e.last)
 }
 func (e *budgetError) Unwrap() error { return e.last }
 
@@ -139,7 +140,7 @@ func (c *client) do(ctx context.Context, rq request) (*response, error) {
 		switch {
 		case err != nil:
 			if ctx.Err() != nil {
-				return nil, fmt.Errorf("webex: %s: %w", rq.what, ctx.Err())
+				return nil, ctx.Err() // the caller names the call
 			}
 			if !rq.idempotent {
 				return nil, &ambiguousError{err}
@@ -185,7 +186,7 @@ func (c *client) do(ctx context.Context, rq request) (*response, error) {
 		}
 		c.log.Debug("webex: retrying", "call", rq.what, "attempt", attempt, "wait", wait, "error", err)
 		if err := c.sleep(ctx, wait); err != nil {
-			return nil, fmt.Errorf("webex: %s: %w", rq.what, err)
+			return nil, err // the context's error; the caller names the call
 		}
 	}
 }
