@@ -62,8 +62,8 @@ func TestWebexThrottlingAndOutages(t *testing.T) {
 				e.exactlyOnce(recs, 0)
 				return
 			}
-			if r.Status != "failed" || !strings.Contains(r.Reason, tt.reason) {
-				t.Errorf("run %s %q, want failed mentioning %q", r.Status, r.Reason, tt.reason)
+			if r.Status != "failed" || !strings.Contains(r.Reason, tt.reason) || strings.Count(r.Reason, "bulk create") != 1 {
+				t.Errorf("run %s %q, want failed mentioning %q, naming the call once", r.Status, r.Reason, tt.reason)
 			}
 			if e.sim.Len() != 0 {
 				t.Errorf("a refused create left %d contacts", e.sim.Len())
