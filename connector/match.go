@@ -119,9 +119,30 @@ func (r *runner) adopt(ctx context.Context, ad Adopter) error {
 	}); err != nil {
 		return err
 	}
+	// Creates an interrupted run may have made are the sink's to resolve
+	// through the journal: it binds them as the creates they were. Adopting
+	// them instead would record contactsync's own contacts as found ones,
+	// and leave the sink warning about creates missing from the plan.
+	journaled := map[string]bool{}
+	open, err := r.e.Store.Open(ctx, r.job.Name)
+	if err != nil {
+		return err
+	}
+	uuids := map[string]bool{}
+	for _, je := range open {
+		if je.Op == ActionCreate {
+			journaled[je.Key] = true
+			uuids[je.UUID] = je.UUID != ""
+		}
+	}
+	for i := range m.items {
+		if uuids[m.items[i].uuid] {
+			m.items[i].used = true
+		}
+	}
 	r.adopted = map[string]adoption{}
-	err := r.sp.each(segCreate, func(rec *spoolRec) error {
-		if rec.flags&flagHeld != 0 {
+	err = r.sp.each(segCreate, func(rec *spoolRec) error {
+		if rec.flags&flagHeld != 0 || journaled[rec.key] {
 			return nil
 		}
 		if i := m.find(&rec.new); i >= 0 {
