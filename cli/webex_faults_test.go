@@ -333,3 +333,53 @@ func TestWebexNightsWithLostAnswers(t *testing.T) {
 		t.Errorf("%d runs died, want 3 (the odd nights)", failed)
 	}
 }
+
+// TestWebexFirstRunDiesAfterSomeBatches: the first run of a job dies after
+// one batch of creates was answered (its UUIDs are in the journal) and while
+// the next was applied unanswered. The rerun binds both as the creates they
+// were: not as adopted contacts, with no warning about them, and without
+// sending anything again.
+func TestWebexFirstRunDiesAfterSomeBatches(t *testing.T) {
+	e := newWxEnv(t, simulator.Options{}, ", batch_size: 2, concurrency: 1")
+	hand := e.sim.Put(handMade("Supplier 5", "01 23 45 00 05", "work", "", "")) // a real adoption
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var mu sync.Mutex
+	calls := 0
+	e.setAfterWrite(func(r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/bulk") {
+			mu.Lock()
+			calls++
+			if calls == 2 {
+				cancel()
+			}
+			mu.Unlock()
+		}
+	})
+	recs := sups(1, 2, 3, 4, 5)
+	e.drop(recs)
+	if code, out, errs := e.runCtx(ctx, "sync"); code != ExitFailed {
+		t.Fatalf("exit %d, want 1\n%s%s", code, out, errs)
+	}
+	e.setAfterWrite(nil)
+	e.sim.ResetCalls()
+	code, out, errs := e.run("sync", "-v")
+	if code != ExitOK {
+		t.Fatalf("rerun: exit %d\n%s%s", code, out, errs)
+	}
+	if strings.Contains(errs, "not in this run's plan") {
+		t.Errorf("the rerun warns about contacts it bound:\n%s", errs)
+	}
+	r := e.lastRun()
+	if r.Created != 4 || r.Adopted != 1 {
+		t.Errorf("rerun %+v, want the 4 contacts of the dead run recorded as created, 1 adopted", r.Counts)
+	}
+	ch := e.changesByKey(r.ID)
+	if ch["5/bind"].UUID != hand {
+		t.Errorf("Supplier 5 not adopted: %+v", ch)
+	}
+	if c := e.sim.Calls(); c["bulk"] != 1 { // the update of the adopted contact
+		t.Errorf("rerun calls %v, want one bulk call", c)
+	}
+	e.exactlyOnce(recs, 0)
+}
