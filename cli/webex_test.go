@@ -448,6 +448,17 @@ func TestWebexCheck(t *testing.T) {
 	if strings.Contains(out+errs, "wrong-token") {
 		t.Errorf("check shows the token:\n%s%s", out, errs)
 	}
+
+	// A sync with the wrong token fails, says why, and shows no token.
+	e.drop(sups(1))
+	code, out, errs = e.run("sync", "-v")
+	if code != ExitFailed || !strings.Contains(out, "token rejected (401)") {
+		t.Errorf("sync with a wrong token: exit %d\n%s%s", code, out, errs)
+	}
+	noSecret(t, "sync", out, errs)
+	if strings.Contains(out+errs, "wrong-token") {
+		t.Errorf("sync shows the token:\n%s%s", out, errs)
+	}
 }
 
 // TestWebexPlanMakesOnlyReadCalls: plan searches the organization (for
