@@ -162,6 +162,13 @@ func (p *proc) stop() {
 	p.log.Close()
 }
 
+// kill sends SIGKILL to the process group and waits for the process.
+func (p *proc) kill() {
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	<-p.done
+	p.log.Close()
+}
+
 // waitTCP waits until addr accepts connections or the process dies.
 func waitTCP(p *proc, addr string, limit time.Duration) error {
 	deadline := time.Now().Add(limit)

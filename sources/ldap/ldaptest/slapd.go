@@ -41,6 +41,8 @@ type Slapd struct {
 	Dir          string
 
 	proc *proc
+	// bin, conf and logPath let Restart start the same server again.
+	bin, conf, logPath string
 }
 
 // StartSlapd starts a server for one test (or benchmark) and stops it when
@@ -113,10 +115,9 @@ func NewSlapd(dir string, opts SlapdOptions) (*Slapd, error) {
 		s.URL = fmt.Sprintf("ldap://127.0.0.1:%d", p1)
 		s.LDAPSURL = fmt.Sprintf("ldaps://127.0.0.1:%d", p2)
 		logPath := filepath.Join(dir, "slapd.log")
-		// -d keeps slapd in the foreground, as our child, never a service.
-		s.proc, err = startProc(logPath, slapd, "-d", "0", "-f", conf, "-h", s.URL+"/ "+s.LDAPSURL+"/")
-		if err != nil {
-			return nil, fmt.Errorf("slapd: %w", err)
+		s.bin, s.conf, s.logPath = slapd, conf, logPath
+		if err := s.start(); err != nil {
+			return nil, err
 		}
 		if lastErr = s.waitReady(); lastErr == nil {
 			return s, nil
@@ -125,6 +126,42 @@ func NewSlapd(dir string, opts SlapdOptions) (*Slapd, error) {
 		lastErr = fmt.Errorf("slapd: %w\n%s", lastErr, tail(logPath))
 	}
 	return nil, lastErr
+}
+
+func (s *Slapd) start() error {
+	var err error
+	// -d keeps slapd in the foreground, as our child, never a service.
+	s.proc, err = startProc(s.logPath, s.bin, "-d", "0", "-f", s.conf, "-h", s.URL+"/ "+s.LDAPSURL+"/")
+	if err != nil {
+		return fmt.Errorf("slapd: %w", err)
+	}
+	return nil
+}
+
+// Kill ends the server at once with SIGKILL, as a crash would: open
+// connections are cut mid-answer.
+func (s *Slapd) Kill() {
+	if s != nil && s.proc != nil {
+		s.proc.kill()
+		s.proc = nil
+	}
+}
+
+// Restart starts a killed or stopped server again, on the same ports and
+// over the same database.
+func (s *Slapd) Restart() error {
+	if s.proc != nil {
+		return fmt.Errorf("slapd: already running")
+	}
+	if err := s.start(); err != nil {
+		return err
+	}
+	if err := s.waitReady(); err != nil {
+		s.proc.stop()
+		s.proc = nil
+		return fmt.Errorf("slapd: restart: %w\n%s", err, tail(s.logPath))
+	}
+	return nil
 }
 
 func (s *Slapd) waitReady() error {
