@@ -262,6 +262,12 @@ func (p *pull) stream(ctx context.Context, what string, req *goldap.SearchReques
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("ldap: %s on %s: %w", what, p.s.displayURL(), err)
 	}
+	// go-ldap ends a search on a connection it already found closed
+	// without an error: a paged search cut between two pages would look
+	// complete, and every entry of the missing pages would be deleted.
+	if p.conn.IsClosing() {
+		return fmt.Errorf("ldap: %s on %s: the connection closed before the search ended (server stopped or restarted?)", what, p.s.displayURL())
+	}
 	return nil
 }
 
