@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -40,6 +41,7 @@ type Slapd struct {
 	PKI          *PKI // CAFile is what clients trust
 	Dir          string
 
+	mu   sync.Mutex // guards proc: a test may kill the server from a proxy's goroutine
 	proc *proc
 	// bin, conf and logPath let Restart start the same server again.
 	bin, conf, logPath string
@@ -141,7 +143,12 @@ func (s *Slapd) start() error {
 // Kill ends the server at once with SIGKILL, as a crash would: open
 // connections are cut mid-answer.
 func (s *Slapd) Kill() {
-	if s != nil && s.proc != nil {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc != nil {
 		s.proc.kill()
 		s.proc = nil
 	}
@@ -150,6 +157,8 @@ func (s *Slapd) Kill() {
 // Restart starts a killed or stopped server again, on the same ports and
 // over the same database.
 func (s *Slapd) Restart() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.proc != nil {
 		return fmt.Errorf("slapd: already running")
 	}
@@ -175,6 +184,8 @@ func (s *Slapd) waitReady() error {
 // Stop ends the server.
 func (s *Slapd) Stop() {
 	if s != nil {
+		s.mu.Lock()
+		defer s.mu.Unlock()
 		s.proc.stop()
 		s.proc = nil
 	}
