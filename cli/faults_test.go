@@ -31,6 +31,7 @@ func (e *env) failedRun(code int, out, errs string, want ...string) int64 {
 		e.t.Fatalf("exit %d, want 1\nstdout:\n%s\nstderr:\n%s", code, out, errs)
 	}
 	r := e.history()[0]
+	e.t.Logf("run %d %s: %s", r.ID, r.Status, r.Reason)
 	if r.Status != "failed" || r.Reason == "" {
 		e.t.Errorf("run %d recorded %s (%q), want failed with a reason", r.ID, r.Status, r.Reason)
 	}
@@ -348,6 +349,7 @@ func TestFaultStateLocked(t *testing.T) {
 	}
 	e.dropRecords(seq(1, 5)...)
 	code, out, errs := e.run("sync")
+	t.Logf("exit %d: %s%s", code, out, errs)
 	if code != ExitFailed || !strings.Contains(out+errs, "locked") {
 		t.Errorf("exit %d, want 1 with an error that says the state is locked\nstdout:\n%s\nstderr:\n%s", code, out, errs)
 	}
