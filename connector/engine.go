@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
+	"strings"
 	"time"
 )
 
@@ -172,8 +174,9 @@ type runner struct {
 	res  *Result
 
 	sp       *spool
-	index    map[string]*Entry
-	seen     map[string]mark
+	mapper   *mapper // nil: records are mapped inline
+	index    map[string]*indexed
+	seen     map[string]mark // keys the state does not hold; the others' marks live in index
 	counts   Counts
 	complete bool
 	contact  Contact
@@ -186,6 +189,35 @@ type runner struct {
 
 // reasonGone is the reason of a delete whose record left the source.
 const reasonGone = "gone from the source"
+
+// indexed is a stored entry and what this run decided for its key, in one
+// place: one map lookup per record, and no second map over a million keys.
+type indexed struct {
+	Entry
+	mark mark
+	seen bool
+}
+
+// markOf returns what the run decided for key, if anything.
+func (r *runner) markOf(key string) (mark, bool) {
+	if en := r.index[key]; en != nil {
+		return en.mark, en.seen
+	}
+	m, ok := r.seen[key]
+	return m, ok
+}
+
+// setMark records what the run decided for key. A key the state does not
+// hold is copied: the seen map outlives the record, and must not pin the
+// source's row buffer (a CSV row is one string; a map assignment stores
+// the key it is given each time).
+func (r *runner) setMark(key string, m mark) {
+	if en := r.index[key]; en != nil {
+		en.mark, en.seen = m, true
+		return
+	}
+	r.seen[strings.Clone(key)] = m
+}
 
 // mark is what a pull decided for a key.
 type mark struct {
@@ -222,7 +254,14 @@ func (r *runner) run(ctx context.Context) error {
 		}
 	}
 	attrs, all := r.job.Mapping.Attributes()
+	if w := runtime.GOMAXPROCS(0); w > 1 {
+		r.mapper = newMapper(r.job.Mapping, w)
+		defer r.mapper.stop()
+	}
 	pr, err := r.job.Source.Pull(ctx, PullRequest{Cursor: cursor, Full: r.opts.Full, Attributes: attrs, AllAttributes: all}, (*emitter)(r))
+	if err == nil {
+		err = r.flushMapped()
+	}
 	r.res.Run.Source = pr.Identity
 	if err != nil {
 		r.res.Run.Counts = r.counts
@@ -288,10 +327,26 @@ func (r *runner) run(ctx context.Context) error {
 }
 
 func (r *runner) loadIndex(ctx context.Context) error {
-	r.index = make(map[string]*Entry)
+	r.index = make(map[string]*indexed)
 	r.seen = make(map[string]mark)
+	// Entries live in slabs rather than one allocation each: a million of
+	// them are then a few hundred objects for the garbage collector.
+	var slab []indexed
 	return r.e.Store.Entries(ctx, r.job.Name, func(en Entry) error {
-		r.index[en.Key] = &en
+		if len(slab) == cap(slab) {
+			slab = make([]indexed, 0, 4096)
+		}
+		// One string per status, not one per entry.
+		switch en.Status {
+		case EntryBound:
+			en.Status = EntryBound
+		case EntryPending:
+			en.Status = EntryPending
+		case EntryFailed:
+			en.Status = EntryFailed
+		}
+		slab = append(slab, indexed{Entry: en})
+		r.index[en.Key] = &slab[len(slab)-1]
 		if en.Status != EntryFailed {
 			r.managed++
 		}
@@ -304,39 +359,60 @@ type emitter runner
 
 func (em *emitter) Record(rec *Record) error {
 	r := (*runner)(em)
+	if r.mapper == nil {
+		err := r.job.Mapping.Apply(rec, &r.contact)
+		var h Hash
+		if err == nil {
+			h = r.contact.Hash()
+		}
+		return r.decide(rec.Key, rec.Origin, &r.contact, h, err)
+	}
+	if !r.mapper.add(rec) {
+		return nil
+	}
+	return r.cycle()
+}
+
+// decide plans one mapped record (err: the mapping rejected it), in the
+// order the source handed the records over.
+func (r *runner) decide(key, origin string, c *Contact, h Hash, err error) error {
 	r.counts.Source++
-	key := rec.Key
-	if m, ok := r.seen[key]; ok {
+	en := r.index[key]
+	if en != nil {
+		key = en.Key // the index's own copy, not the source's buffer
+	}
+	if m, ok := r.markOf(key); ok {
 		if m.cat == catRejected {
 			return nil
 		}
 		r.undo(m)
 	}
-	if err := r.job.Mapping.Apply(rec, &r.contact); err != nil {
-		return r.reject(key, rec.Origin, err.Error())
+	if err != nil {
+		return r.reject(key, origin, err.Error())
 	}
-	h := r.contact.Hash()
-	en := r.index[key]
 	switch {
 	case en == nil || en.Status == EntryFailed:
-		return r.spoolChange(key, catCreate, segCreate, &spoolRec{action: ActionCreate, key: key, new: r.contact})
+		return r.spoolChange(key, catCreate, segCreate, &spoolRec{action: ActionCreate, key: key, new: *c})
 	case h == en.Hash:
-		r.seen[key] = mark{cat: catUnchanged}
+		en.mark, en.seen = mark{cat: catUnchanged}, true
 		r.counts.Unchanged++
 		return nil
 	case en.Status == EntryPending:
 		return r.spoolChange(key, catWait, segRaw, &spoolRec{action: ActionUpdate, key: key, flags: flagHeld,
-			reason: "waiting for the contact's UUID (run reconcile with a Control Hub export)", new: r.contact})
+			reason: "waiting for the contact's UUID (run reconcile with a Control Hub export)", new: *c})
 	default:
-		return r.spoolChange(key, catUpdate, segRaw, &spoolRec{action: ActionUpdate, key: key, uuid: en.UUID, new: r.contact})
+		return r.spoolChange(key, catUpdate, segRaw, &spoolRec{action: ActionUpdate, key: key, uuid: en.UUID, new: *c})
 	}
 }
 
 func (em *emitter) Reject(key, origin, reason string) error {
 	r := (*runner)(em)
+	if err := r.flushMapped(); err != nil {
+		return err
+	}
 	// Every call is a rejected row worth reporting, even for a key already
 	// rejected (a source may report each row of a duplicate).
-	if m, ok := r.seen[key]; ok {
+	if m, ok := r.markOf(key); ok {
 		r.undo(m)
 	}
 	return r.reject(key, origin, reason)
@@ -344,7 +420,10 @@ func (em *emitter) Reject(key, origin, reason string) error {
 
 func (em *emitter) Delete(key, origin string) error {
 	r := (*runner)(em)
-	if m, ok := r.seen[key]; ok {
+	if err := r.flushMapped(); err != nil {
+		return err
+	}
+	if m, ok := r.markOf(key); ok {
 		if m.cat == catRejected {
 			return nil
 		}
@@ -352,7 +431,7 @@ func (em *emitter) Delete(key, origin string) error {
 	}
 	en := r.index[key]
 	if en == nil {
-		r.seen[key] = mark{cat: catNone}
+		r.setMark(key, mark{cat: catNone})
 		return nil
 	}
 	// The same reason as a complete pull's, so that an incremental run
@@ -365,7 +444,7 @@ func (r *runner) reject(key, origin, reason string) error {
 	if _, err := r.sp.write(segReject, &spoolRec{action: ActionCreate, key: key, uuid: origin, reason: reason}); err != nil {
 		return err
 	}
-	r.seen[key] = mark{cat: catRejected}
+	r.setMark(key, mark{cat: catRejected})
 	r.counts.Rejected++
 	return nil
 }
@@ -406,7 +485,7 @@ func (r *runner) spoolChange(key string, cat uint8, seg int, rec *spoolRec) erro
 	if err != nil {
 		return err
 	}
-	r.seen[key] = mark{cat: cat, seg: int8(seg), seq: seq}
+	r.setMark(key, mark{cat: cat, seg: int8(seg), seq: seq})
 	switch cat {
 	case catCreate:
 		r.counts.Created++
@@ -418,17 +497,17 @@ func (r *runner) spoolChange(key string, cat uint8, seg int, rec *spoolRec) erro
 	return nil
 }
 
-func (r *runner) spoolDelete(en *Entry, reason string, cat uint8) error {
+func (r *runner) spoolDelete(en *indexed, reason string, cat uint8) error {
 	rec := &spoolRec{action: ActionDelete, key: en.Key, uuid: en.UUID, reason: reason}
 	if en.Status == EntryFailed {
 		// Never created in Webex: forget it without showing it to the sink.
 		rec.flags |= flagSilent
 		seq, err := r.sp.write(segRaw, rec)
-		r.seen[en.Key] = mark{cat: catNone, seg: segRaw, seq: seq}
+		en.mark, en.seen = mark{cat: catNone, seg: segRaw, seq: seq}, true
 		return err
 	}
 	if !r.allowed(ActionDelete) {
-		r.seen[en.Key] = mark{cat: catHeldDelete}
+		en.mark, en.seen = mark{cat: catHeldDelete}, true
 		r.counts.Waiting++
 		r.heldDeletes++
 		return nil
@@ -437,7 +516,7 @@ func (r *runner) spoolDelete(en *Entry, reason string, cat uint8) error {
 	if err != nil {
 		return err
 	}
-	r.seen[en.Key] = mark{cat: cat, seg: segRaw, seq: seq}
+	en.mark, en.seen = mark{cat: cat, seg: segRaw, seq: seq}, true
 	r.counts.Deleted++
 	return nil
 }
@@ -450,7 +529,7 @@ func (r *runner) planRest(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if _, seen := r.seen[key]; seen {
+		if en.seen {
 			continue
 		}
 		switch {

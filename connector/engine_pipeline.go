@@ -1,0 +1,144 @@
+package connector
+
+import "sync"
+
+// mapBatchSize is how many records go to the mapping workers at once: large
+// enough that a hand-over costs little per record, small enough that the
+// copies held in flight stay a few hundred kilobytes.
+const mapBatchSize = 256
+
+// mapper maps and hashes records on worker goroutines (phone number
+// normalisation dominates a run's CPU), while the runner keeps deciding on
+// them one by one in the source's order. Two batches are in flight: the one
+// the source fills and the one the workers map.
+type mapper struct {
+	m         *Mapping
+	work      chan mapPart
+	workers   int
+	cur, prev *mapBatch
+	free      []*mapBatch
+	wg        sync.WaitGroup
+}
+
+type mapItem struct {
+	rec     Record
+	contact Contact
+	hash    Hash
+	err     error
+}
+
+type mapBatch struct {
+	items []mapItem
+	n     int
+	wg    sync.WaitGroup
+}
+
+type mapPart struct {
+	b      *mapBatch
+	lo, hi int
+}
+
+func newMapper(m *Mapping, workers int) *mapper {
+	p := &mapper{m: m, work: make(chan mapPart, 2*workers), workers: workers}
+	for range workers {
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			for part := range p.work {
+				for i := part.lo; i < part.hi; i++ {
+					it := &part.b.items[i]
+					it.err = p.m.Apply(&it.rec, &it.contact)
+					if it.err == nil {
+						it.hash = it.contact.Hash()
+					}
+				}
+				part.b.wg.Done()
+			}
+		}()
+	}
+	return p
+}
+
+// stop ends the workers once they have mapped what they were given.
+func (p *mapper) stop() {
+	close(p.work)
+	p.wg.Wait()
+}
+
+// add copies rec into the filling batch, as the source may reuse its
+// buffers once Record returns (values are strings, so they are shared, not
+// copied), and reports whether the batch is full.
+func (p *mapper) add(rec *Record) bool {
+	if p.cur == nil {
+		if n := len(p.free); n > 0 {
+			p.cur, p.free = p.free[n-1], p.free[:n-1]
+			p.cur.n = 0
+		} else {
+			p.cur = &mapBatch{items: make([]mapItem, mapBatchSize)}
+		}
+	}
+	it := &p.cur.items[p.cur.n]
+	it.rec.Key, it.rec.Origin = rec.Key, rec.Origin
+	it.rec.Names = append(it.rec.Names[:0], rec.Names...)
+	it.rec.Values = append(it.rec.Values[:0], rec.Values...)
+	p.cur.n++
+	return p.cur.n == len(p.cur.items)
+}
+
+func (p *mapper) submit(b *mapBatch) {
+	per := (b.n + p.workers - 1) / p.workers
+	for lo := 0; lo < b.n; lo += per {
+		b.wg.Add(1)
+		p.work <- mapPart{b: b, lo: lo, hi: min(lo+per, b.n)}
+	}
+}
+
+// cycle hands the full batch to the workers, then decides on the batch
+// before it.
+func (r *runner) cycle() error {
+	p := r.mapper
+	b := p.cur
+	p.cur = nil
+	p.submit(b)
+	err := r.drain()
+	p.prev = b
+	return err
+}
+
+// drain waits for the batch in the workers' hands and decides on it.
+func (r *runner) drain() error {
+	p := r.mapper
+	b := p.prev
+	if b == nil {
+		return nil
+	}
+	p.prev = nil
+	b.wg.Wait()
+	defer func() { p.free = append(p.free, b) }()
+	for i := 0; i < b.n; i++ {
+		it := &b.items[i]
+		if err := r.decide(it.rec.Key, it.rec.Origin, &it.contact, it.hash, it.err); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// flushMapped decides on every record handed over so far: before a
+// rejection or a deletion, which must come after them, and at the end of
+// the pull.
+func (r *runner) flushMapped() error {
+	p := r.mapper
+	if p == nil {
+		return nil
+	}
+	if err := r.drain(); err != nil {
+		return err
+	}
+	if p.cur != nil && p.cur.n > 0 {
+		p.prev, p.cur = p.cur, nil
+		p.submit(p.prev)
+		return r.drain()
+	}
+	return nil
+}
