@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 )
 
 const csvCrashConfig = `state: state.db
@@ -223,12 +222,7 @@ func TestCrashCSVSink(t *testing.T) {
 	const size, changes = 20000, 600
 	// How long an uninterrupted first run takes, to spread the kills over
 	// a whole run.
-	cal := newInstall(t, csvCrashConfig)
-	cal.dropPopulation(newPopulation(size))
-	start := time.Now()
-	cal.mustRun(0, "sync")
-	full := time.Since(start)
-	t.Logf("an uninterrupted run of %d creates takes %v", size, full.Round(time.Millisecond))
+	first, night := calibrate(t, newInstall(t, csvCrashConfig), size, changes)
 
 	in := newInstall(t, csvCrashConfig)
 	rnd := rand.New(rand.NewSource(int64(n)))
@@ -241,7 +235,7 @@ func TestCrashCSVSink(t *testing.T) {
 			pop = pop.evolve(rnd, i, changes)
 		}
 		in.dropPopulation(pop)
-		delay := time.Duration(rnd.Int63n(int64(full) * 13 / 10))
+		delay := killDelay(rnd, i, first, night)
 		if in.killedRun(delay, "sync") {
 			kills++
 		}

@@ -6,8 +6,8 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
-	"time"
 
 	"github.com/contactsync/contactsync/sinks/webexapi/simulator"
 )
@@ -89,11 +89,7 @@ func TestCrashWebexSink(t *testing.T) {
 	defer calSrv.Close()
 	cal := newInstall(t, fmt.Sprintf(webexCrashConfig, calSrv.URL))
 	writeToken(t, cal.dir)
-	cal.dropPopulation(newPopulation(size))
-	start := time.Now()
-	cal.mustRun(0, "sync")
-	full := time.Since(start)
-	t.Logf("an uninterrupted run of %d creates takes %v", size, full.Round(time.Millisecond))
+	first, night := calibrate(t, cal, size, changes)
 
 	in := newInstall(t, cfg)
 	writeToken(t, in.dir)
@@ -105,7 +101,7 @@ func TestCrashWebexSink(t *testing.T) {
 			pop = pop.evolve(rnd, i, changes)
 		}
 		in.dropPopulation(pop)
-		delay := time.Duration(rnd.Int63n(int64(full) * 12 / 10))
+		delay := killDelay(rnd, i, first, night)
 		if in.killedRun(delay, "sync") {
 			kills++
 		}
@@ -115,8 +111,17 @@ func TestCrashWebexSink(t *testing.T) {
 			t.Fatalf("night %d (kill after %v)", i, delay)
 		}
 	}
-	calls := sim.Calls()
-	t.Logf("%d nights, %d runs killed; the organization holds %d contacts; calls %v", n, kills, sim.Len(), calls)
+	interrupted := 0
+	for _, r := range in.history() {
+		if r.Status == "failed" {
+			interrupted++
+			if !strings.Contains(r.Reason, "interrupted") {
+				t.Errorf("run %d failed: %s", r.ID, r.Reason)
+			}
+		}
+	}
+	t.Logf("%d nights, %d runs killed (%d recorded as interrupted); the organization holds %d contacts; calls %v",
+		n, kills, interrupted, sim.Len(), sim.Calls())
 }
 
 func writeToken(t *testing.T, dir string) {

@@ -244,3 +244,31 @@ func readCSVFile(t *testing.T, path string) [][]string {
 	}
 	return rows
 }
+
+// calibrate times uninterrupted runs on a scratch installation: the first
+// night (every record created) and a later one (changes only), so that
+// kills can be spread over whole runs.
+func calibrate(t *testing.T, cal *install, size, changes int) (first, night time.Duration) {
+	t.Helper()
+	pop := newPopulation(size)
+	cal.dropPopulation(pop)
+	start := time.Now()
+	cal.mustRun(0, "sync")
+	first = time.Since(start)
+	cal.dropPopulation(pop.evolve(rand.New(rand.NewSource(1)), 1, changes))
+	start = time.Now()
+	cal.mustRun(0, "sync")
+	night = time.Since(start)
+	t.Logf("uninterrupted runs: first night (%d creates) %v, a night of %d changes %v", size, first.Round(time.Millisecond), changes, night.Round(time.Millisecond))
+	return first, night
+}
+
+// killDelay picks when to kill night i's run: anywhere from the start of
+// the process to a little after the end of an uninterrupted run.
+func killDelay(rnd *rand.Rand, i int, first, night time.Duration) time.Duration {
+	d := night
+	if i == 0 {
+		d = first
+	}
+	return time.Duration(rnd.Int63n(int64(d)*11/10 + 1))
+}
