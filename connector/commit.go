@@ -97,7 +97,7 @@ func (r *runner) finalCounts() (Counts, error) {
 
 func (r *runner) silent(key string) bool {
 	en := r.index[key]
-	return en != nil && en.Status == EntryFailed
+	return en != nil && en.status == stFailed
 }
 
 func (r *runner) commit(ctx context.Context, pr PullResult, approved bool) error {

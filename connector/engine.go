@@ -192,11 +192,24 @@ const reasonGone = "gone from the source"
 
 // indexed is a stored entry and what this run decided for its key, in one
 // place: one map lookup per record, and no second map over a million keys.
+//
+// It holds only what the run needs of an Entry, in 64 bytes: a million
+// entries are a good part of a big job's memory.
 type indexed struct {
-	Entry
-	mark mark
-	seen bool
+	Key     string
+	UUID    string
+	Hash    Hash
+	status  uint8 // stBound, stPending, stFailed; 0 for anything else
+	desired bool  // content waits to be emitted (Entry.Desired is set)
+	seen    bool  // mark is set
+	mark    mark
 }
+
+const (
+	stBound uint8 = 1 + iota
+	stPending
+	stFailed
+)
 
 // markOf returns what the run decided for key, if anything.
 func (r *runner) markOf(key string) (mark, bool) {
@@ -336,16 +349,16 @@ func (r *runner) loadIndex(ctx context.Context) error {
 		if len(slab) == cap(slab) {
 			slab = make([]indexed, 0, 4096)
 		}
-		// One string per status, not one per entry.
+		ix := indexed{Key: en.Key, UUID: en.UUID, Hash: en.Hash, desired: !en.Desired.IsZero()}
 		switch en.Status {
 		case EntryBound:
-			en.Status = EntryBound
+			ix.status = stBound
 		case EntryPending:
-			en.Status = EntryPending
+			ix.status = stPending
 		case EntryFailed:
-			en.Status = EntryFailed
+			ix.status = stFailed
 		}
-		slab = append(slab, indexed{Entry: en})
+		slab = append(slab, ix)
 		r.index[en.Key] = &slab[len(slab)-1]
 		if en.Status != EntryFailed {
 			r.managed++
@@ -391,13 +404,13 @@ func (r *runner) decide(key, origin string, c *Contact, h Hash, err error) error
 		return r.reject(key, origin, err.Error())
 	}
 	switch {
-	case en == nil || en.Status == EntryFailed:
+	case en == nil || en.status == stFailed:
 		return r.spoolChange(key, catCreate, segCreate, &spoolRec{action: ActionCreate, key: key, new: *c})
 	case h == en.Hash:
 		en.mark, en.seen = mark{cat: catUnchanged}, true
 		r.counts.Unchanged++
 		return nil
-	case en.Status == EntryPending:
+	case en.status == stPending:
 		return r.spoolChange(key, catWait, segRaw, &spoolRec{action: ActionUpdate, key: key, flags: flagHeld,
 			reason: "waiting for the contact's UUID (run reconcile with a Control Hub export)", new: *c})
 	default:
@@ -499,7 +512,7 @@ func (r *runner) spoolChange(key string, cat uint8, seg int, rec *spoolRec) erro
 
 func (r *runner) spoolDelete(en *indexed, reason string, cat uint8) error {
 	rec := &spoolRec{action: ActionDelete, key: en.Key, uuid: en.UUID, reason: reason}
-	if en.Status == EntryFailed {
+	if en.status == stFailed {
 		// Never created in Webex: forget it without showing it to the sink.
 		rec.flags |= flagSilent
 		seq, err := r.sp.write(segRaw, rec)
@@ -537,12 +550,12 @@ func (r *runner) planRest(ctx context.Context) error {
 			if err := r.spoolDelete(en, reasonGone, catDelete); err != nil {
 				return err
 			}
-		case en.Desired.IsZero():
-		case en.Status == EntryFailed:
+		case !en.desired:
+		case en.status == stFailed:
 			if err := r.spoolChange(key, catCreate, segRaw, &spoolRec{action: ActionCreate, key: key, flags: flagFromDesired}); err != nil {
 				return err
 			}
-		case en.Status == EntryBound:
+		case en.status == stBound:
 			if err := r.spoolChange(key, catUpdate, segRaw, &spoolRec{action: ActionUpdate, key: key, uuid: en.UUID, flags: flagFromDesired}); err != nil {
 				return err
 			}
