@@ -18,6 +18,7 @@
 #   ROUNDS=3           rounds; each round runs contactsync and its baseline
 #   CASES="ldap csv api rate"   which case groups to run
 #   WORK=dir           where data, servers and results go (default: a new /tmp dir, kept)
+#   CS_ENV="..."       environment for contactsync, e.g. CS_ENV="GOMEMLIMIT=250MiB GOGC=200"
 #
 # Each case alternates contactsync and its baseline within a round (the
 # order flips every round), so that a change in the machine's load hits both.
@@ -73,6 +74,12 @@ log "building into $WORK/bin"
 	go build -o "$WORK/bin/webex-simulator" ./cmd/webex-simulator &&
 	go build -o "$WORK/bin/gen" ./bench/gen)
 CS=$WORK/bin/contactsync
+if [[ -n "${CS_ENV:-}" ]]; then
+	# shellcheck disable=SC2206 # word splitting is the point
+	CS=(env $CS_ENV "$CS")
+else
+	CS=("$CS")
+fi
 GEN=$WORK/bin/gen
 printf 'bench-reader-secret' >"$WORK/reader.password"
 chmod 600 "$WORK/reader.password"
@@ -245,12 +252,12 @@ ldap_cases() {
 	local r
 	for r in $(seq 1 "$ROUNDS"); do
 		run_pair "$tag-full" "$r" \
-			'rm -rf "$dir/state.db"* "$dir/outbox"; (cd "$dir" && measure "$tag-full" contactsync "$r" "$CS" sync -c config.yaml)' \
+			'rm -rf "$dir/state.db"* "$dir/outbox"; (cd "$dir" && measure "$tag-full" contactsync "$r" "${CS[@]}" sync -c config.yaml)' \
 			'measure "$tag-full" baseline "$r" "${LDAPSEARCH[@]}"'
 	done
 	for r in $(seq 1 "$ROUNDS"); do
 		run_pair "$tag-unchanged" "$r" \
-			'(cd "$dir" && measure "$tag-unchanged" contactsync "$r" "$CS" sync -c config.yaml --full)' \
+			'(cd "$dir" && measure "$tag-unchanged" contactsync "$r" "${CS[@]}" sync -c config.yaml --full)' \
 			'measure "$tag-unchanged" baseline "$r" "${LDAPSEARCH[@]}"'
 	done
 	grep -q "unchanged $n" "$WORK/logs/$tag-unchanged-contactsync-1.out" ||
@@ -263,7 +270,7 @@ ldap_cases() {
 	local changed="updated $CHANGES,"
 	if ((n <= ${RECONCILE_MAX:-200000})); then
 		"$GEN" export "$dir"/outbox/dir-run*-import-*.csv >"$dir/export.csv"
-		(cd "$dir" && measure "$tag-reconcile" contactsync 1 "$CS" reconcile -c config.yaml --job dir export.csv)
+		(cd "$dir" && measure "$tag-reconcile" contactsync 1 "${CS[@]}" reconcile -c config.yaml --job dir export.csv)
 		note "$tag-reconcile" "informative: binds the UUIDs of a Control Hub export of $n contacts"
 	else
 		changed="waiting $CHANGES,"
@@ -271,7 +278,7 @@ ldap_cases() {
 	for r in $(seq 1 "$ROUNDS"); do
 		"$GEN" modify -n "$CHANGES" -of "$n" -round "$r" -suffix "$SUFFIX" >"$dir/modify.ldif"
 		ldapmodify -x -H "$LDAP_URL" -D "cn=admin,$SUFFIX" -w admin-secret -f "$dir/modify.ldif" >/dev/null
-		(cd "$dir" && measure "$tag-incremental" contactsync "$r" "$CS" sync -c config.yaml)
+		(cd "$dir" && measure "$tag-incremental" contactsync "$r" "${CS[@]}" sync -c config.yaml)
 		grep -q "$changed" "$WORK/logs/$tag-incremental-contactsync-$r.out" ||
 			die "$tag-incremental: expected $CHANGES updates, see $WORK/logs/$tag-incremental-contactsync-$r.out"
 	done
@@ -318,7 +325,7 @@ csv_case() {
 	local r
 	for r in $(seq 1 "$ROUNDS"); do
 		run_pair csv "$r" \
-			'rm -rf "$dir/state.db"* "$dir/outbox"; (cd "$dir" && measure csv contactsync "$r" "$CS" sync -c config.yaml)' \
+			'rm -rf "$dir/state.db"* "$dir/outbox"; (cd "$dir" && measure csv contactsync "$r" "${CS[@]}" sync -c config.yaml)' \
 			'measure csv baseline "$r" python3 "$ROOT/bench/baseline_csv.py" "$dir/drop/crm-$N_CSV.csv" "$dir/baseline.csv"'
 	done
 	rm -rf "$dir/outbox" "$dir/baseline.csv"
@@ -346,14 +353,15 @@ api_case() {
 		start_sim "$latency" "$c-$r"
 		csv_config drop "      webex: {base_url: \"$SIM_URL\", org_id: 0ae87ade-6c7a-4b6f-9d49-1b0e8a8f1c2d, token_file: $WORK/sim.token, $sinkopts}" >"$dir/config.yaml"
 		rm -rf "$dir/state.db"*
-		(cd "$dir" && measure "$c" contactsync "$r" "$CS" sync -c config.yaml)
+		(cd "$dir" && measure "$c" contactsync "$r" "${CS[@]}" sync -c config.yaml)
 		stop_pid "$SIM_PID"
 		grep -q "created $n," "$WORK/logs/$c-contactsync-$r.out" ||
 			die "$c: expected $n creates, see $WORK/logs/$c-contactsync-$r.out"
 	done
 }
 
-log "work folder $WORK; load: $(uptime)"
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+log "work folder $WORK; load: $LOAD_START"
 for group in $CASES; do
 	case $group in
 	ldap)
@@ -386,7 +394,7 @@ log "load at the end: $(uptime)"
 {
 	echo
 	echo "contactsync bench, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1), $(awk '/MemTotal/ {printf "%.1f GB", $2/1048576}' /proc/meminfo), $(go version | cut -d' ' -f3)"
-	echo "rounds: $ROUNDS; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+	echo "rounds: $ROUNDS; load average at the start: $LOAD_START, at the end: $(cut -d' ' -f1-3 /proc/loadavg)${CS_ENV:+; contactsync environment: $CS_ENV}"
 	echo
 	"$GEN" table "$RESULTS"
 } | tee "$WORK/results.md"
