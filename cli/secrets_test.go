@@ -227,6 +227,12 @@ func TestSecretsNeverShow(t *testing.T) {
 			for _, args := range [][]string{{"check"}, {"sync", "--job", "crm", "--full"}, {"history", "--json"}} {
 				s.say(ctx, args...)
 			}
+			s.mu.Lock()
+			hooks := len(s.hooks)
+			s.mu.Unlock()
+			if hooks == 0 {
+				t.Error("the webhook received nothing: notifications were not exercised")
+			}
 			for _, want := range []string{"invalid credentials", "401"} {
 				if !strings.Contains(s.said.String(), want) {
 					t.Errorf("no command said %q", want)
