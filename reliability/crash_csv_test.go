@@ -239,6 +239,12 @@ func TestCrashCSVSink(t *testing.T) {
 		if in.killedRun(delay, "sync") {
 			kills++
 		}
+		if rnd.Intn(4) == 0 {
+			// A second crash, in the run that recovers from the first.
+			if in.killedRun(killDelay(rnd, i, first, night), "sync") {
+				kills++
+			}
+		}
 		in.mustRun(0, "sync")
 		in.upload(ch, pop, seen)
 		in.reconcile(ch)

@@ -105,6 +105,12 @@ func TestCrashWebexSink(t *testing.T) {
 		if in.killedRun(delay, "sync") {
 			kills++
 		}
+		if rnd.Intn(4) == 0 {
+			// A second crash, in the run that recovers from the first.
+			if in.killedRun(killDelay(rnd, i, first, night), "sync") {
+				kills++
+			}
+		}
 		in.mustRun(0, "sync")
 		simMatches(t, sim, pop)
 		if t.Failed() {
