@@ -79,7 +79,7 @@ var badCases = []badCase{
 	{file: "existing-record-phone-broken.csv", want: wantOK, rejected: 1, mention: []string{`invalid phone number "12ab"`}},
 	{file: "existing-record-name-emptied.csv", want: wantOK, rejected: 1, mention: []string{"display_name"}},
 	{file: "control-characters.csv", want: wantOK, rejected: 7, mention: []string{"control"}},
-	{file: "control-characters-c1-bidi.csv", want: wantOK, created: 1, rejected: 1, mention: []string{"U+0085"}}, // U+202E is kept
+	{file: "control-characters-c1-bidi.csv", want: wantOK, rejected: 2, mention: []string{"U+0085", "U+202E"}},
 	{file: "nul-bytes.csv", want: wantOK, rejected: 1, mention: []string{"control"}},
 	{file: "bom-in-middle.csv", want: wantOK, rejected: 1, mention: []string{"U+FEFF"}},
 	{file: "bom-twice-at-start.csv", want: wantFail, mention: []string{"bom-twice-at-start.csv line 1"}},

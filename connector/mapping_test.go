@@ -243,6 +243,11 @@ func TestMappingApply(t *testing.T) {
 			reject: `display_name: control character U+0085 in "X\u0085Y"`,
 		},
 		{
+			name:   "bidirectional overrides are rejected",
+			record: rec("cn", "Acme \u202eevil", "telephonenumber", "0123456789"),
+			reject: `display_name: bidirectional control character U+202E in "Acme \u202eevil"`,
+		},
+		{
 			name:   "invalid UTF-8 is rejected",
 			record: rec("cn", "X", "sn", "Dupont\xff", "telephonenumber", "0123456789"),
 			reject: `last_name: invalid UTF-8 in "Dupont\xff"`,

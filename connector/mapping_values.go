@@ -6,6 +6,7 @@ import (
 	"net/mail"
 	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/nyaruka/phonenumbers"
@@ -154,6 +155,9 @@ func cleanSlow(f Field, s string) (string, error) {
 			breaks = true
 		case r < 0x20 || r >= 0x7f && r <= 0x9f:
 			return "", reject(f, "control character %U in %s", r, quoteValue(s))
+		case unicode.Is(unicode.Bidi_Control, r):
+			// An override makes a name display as another one (spoofing).
+			return "", reject(f, "bidirectional control character %U in %s", r, quoteValue(s))
 		}
 	}
 	if !breaks {
