@@ -324,7 +324,7 @@ func (p *pull) entry(e *goldap.Entry) error {
 			continue
 		}
 		r.Names = append(r.Names, name)
-		r.Values = append(r.Values, renderValue(name, a.ByteValues[0]))
+		r.Values = append(r.Values, firstValue(name, a))
 	}
 	if err := p.emit.Record(r); err != nil {
 		return err
@@ -334,6 +334,18 @@ func (p *pull) entry(e *goldap.Entry) error {
 		return errLimit
 	}
 	return nil
+}
+
+// firstValue is renderValue of a's first value. go-ldap already holds that
+// value as a string (Values), so a text value is taken from there rather
+// than copied again: one allocation less per attribute and entry.
+func firstValue(name string, a *goldap.EntryAttribute) string {
+	if len(a.Values) > 0 && name != "objectguid" && name != "ms-ds-consistencyguid" {
+		if v := a.Values[0]; len(v) == len(a.ByteValues[0]) && utf8.ValidString(v) {
+			return v
+		}
+	}
+	return renderValue(name, a.ByteValues[0])
 }
 
 // renderValue makes an attribute value text. GUID-valued attributes are
