@@ -5,6 +5,7 @@
 //	gen modify -n 100 -of 100000 -suffix ... -round 1 > mod.ldif   # ldapmodify input
 //	gen csv -n 1000000 > drop.csv                                  # CRM drop, Windows-1252, ';'
 //	gen export outbox/*-import-*.csv > export.csv                  # a Control Hub export of them
+//	gen rate sim-1.err sim-2.err ...                               # bulk calls/s in simulator logs
 //	gen freeport                                                   # a free loopback port
 //	gen table results.tsv                                          # medians and ratios
 //
@@ -28,7 +29,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: gen ldif|modify|csv|export|freeport|table ...")
+		fmt.Fprintln(os.Stderr, "usage: gen ldif|modify|csv|export|rate|freeport|table ...")
 		os.Exit(2)
 	}
 	var err error
@@ -37,6 +38,8 @@ func main() {
 		err = generate(os.Args[1], os.Args[2:])
 	case "export":
 		err = export(os.Args[2:])
+	case "rate":
+		err = rate(os.Args[2:])
 	case "freeport":
 		err = freePort()
 	case "table":
