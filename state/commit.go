@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/contactsync/contactsync/connector"
@@ -121,7 +122,17 @@ type applier struct {
 	remove  *sql.Stmt
 	get     *sql.Stmt
 	audit   *sql.Stmt
+	// auditMany inserts auditBatch audit rows at once: a row per statement
+	// cost as much in database/sql and cgo overhead as SQLite's own work.
+	auditMany *sql.Stmt
+	pending   []any // arguments of audit rows not inserted yet
 }
+
+// auditBatch is how many audit rows one statement inserts (9 parameters
+// each, well under SQLite's limit).
+const auditBatch = 64
+
+const auditColumns = `INSERT INTO changes (run_id, action, key, uuid, status, applied, reason, old, new) VALUES `
 
 func (d *DB) applyChanges(ctx context.Context, tx *sql.Tx, c *connector.Commit) (int, error) {
 	if c.Changes == nil {
@@ -153,8 +164,8 @@ func (d *DB) applyChanges(ctx context.Context, tx *sql.Tx, c *connector.Commit) 
 				contact = CASE WHEN ?6 THEN excluded.contact ELSE entries.contact END`},
 		{&a.remove, `DELETE FROM entries WHERE job = ? AND key = ? RETURNING uuid, contact`},
 		{&a.get, `SELECT contact FROM entries WHERE job = ? AND key = ?`},
-		{&a.audit, `INSERT INTO changes (run_id, action, key, uuid, status, applied, reason, old, new)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`},
+		{&a.audit, auditColumns + `(?, ?, ?, ?, ?, ?, ?, ?, ?)`},
+		{&a.auditMany, auditColumns + `(?, ?, ?, ?, ?, ?, ?, ?, ?)` + strings.Repeat(`, (?, ?, ?, ?, ?, ?, ?, ?, ?)`, auditBatch-1)},
 	}
 	for _, p := range prep {
 		st, err := tx.PrepareContext(ctx, p.q)
@@ -186,7 +197,22 @@ func (d *DB) applyChanges(ctx context.Context, tx *sql.Tx, c *connector.Commit) 
 	if err != nil {
 		return n, fmt.Errorf("changes after %d: %w", n, err)
 	}
+	if err := a.flushAudit(); err != nil {
+		return n, fmt.Errorf("audit of the last %d changes: %w", n%auditBatch, err)
+	}
 	return n, nil
+}
+
+// flushAudit inserts the audit rows not inserted yet, one by one.
+func (a *applier) flushAudit() error {
+	for len(a.pending) > 0 {
+		if _, err := a.audit.ExecContext(a.ctx, a.pending[:9]...); err != nil {
+			return err
+		}
+		a.pending = a.pending[9:]
+	}
+	a.pending = nil
+	return nil
 }
 
 // apply stores one change in the entries and in the audit.
@@ -274,9 +300,16 @@ func (a *applier) apply(rec *connector.ChangeRecord) error {
 	if err != nil {
 		return err
 	}
-	_, err = a.audit.ExecContext(a.ctx, a.runID, string(rec.Action), rec.Key, uuid, status, rec.Applied,
+	a.pending = append(a.pending, a.runID, string(rec.Action), rec.Key, uuid, status, rec.Applied,
 		rec.Reason, contactValue(old), newJSON)
-	return err
+	if len(a.pending) < 9*auditBatch {
+		return nil
+	}
+	if _, err = a.auditMany.ExecContext(a.ctx, a.pending...); err != nil {
+		return fmt.Errorf("audit of the last %d changes: %w", auditBatch, err)
+	}
+	a.pending = a.pending[:0]
+	return nil
 }
 
 // stored returns an entry's last emitted content, so that the audit shows
