@@ -2,9 +2,9 @@
 # bench/run.sh: contactsync's performance, measured side by side with
 # baselines (see docs/performance.md).
 #
-#   bench/run.sh                 # default sizes (about 25 minutes on 2 cores)
-#   QUICK=1 bench/run.sh         # small sizes, about 2 minutes
-#   N_LDAP_BIG=0 bench/run.sh    # without the 1,000,000-entry LDAP cases (about 10 minutes)
+#   bench/run.sh                 # default sizes (10-15 minutes on 2 cores)
+#   QUICK=1 bench/run.sh         # small sizes, under a minute
+#   N_LDAP_BIG=0 bench/run.sh    # without the 1,000,000-entry LDAP cases (about 5 minutes)
 #
 # Sizes and switches (environment):
 #   N_LDAP=100000      entries of the LDAP full / unchanged / incremental cases
