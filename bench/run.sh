@@ -19,6 +19,7 @@
 #   CASES="ldap csv api rate"   which case groups to run
 #   WORK=dir           where data, servers and results go (default: a new /tmp dir, kept)
 #   CS_ENV="..."       environment for contactsync, e.g. CS_ENV="GOMEMLIMIT=250MiB GOGC=200"
+#   KEEP=1             keep each case's data and state files (several GB at default sizes)
 #
 # Each case alternates contactsync and its baseline within a round (the
 # order flips every round), so that a change in the machine's load hits both.
@@ -284,6 +285,7 @@ ldap_cases() {
 	done
 	stop_pid "$SLAPD_PID"
 	rm -rf "$WORK/slapd-$n/db" "$dir/outbox" "$dir/export.csv"
+	[[ "${KEEP:-0}" == 1 ]] || rm -f "$dir"/state.db*
 }
 
 csv_config() {
@@ -329,6 +331,7 @@ csv_case() {
 			'measure csv baseline "$r" python3 "$ROOT/bench/baseline_csv.py" "$dir/drop/crm-$N_CSV.csv" "$dir/baseline.csv"'
 	done
 	rm -rf "$dir/outbox" "$dir/baseline.csv"
+	[[ "${KEEP:-0}" == 1 ]] || rm -rf "$dir"/state.db* "$dir/drop"
 }
 
 # start_sim LATENCY: a fresh, empty simulator; sets SIM_URL.
@@ -358,6 +361,7 @@ api_case() {
 		grep -q "created $n," "$WORK/logs/$c-contactsync-$r.out" ||
 			die "$c: expected $n creates, see $WORK/logs/$c-contactsync-$r.out"
 	done
+	[[ "${KEEP:-0}" == 1 ]] || rm -rf "$dir"/state.db* "$dir/drop"
 }
 
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
