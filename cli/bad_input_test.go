@@ -222,8 +222,12 @@ func TestBadInputCorpus(t *testing.T) {
 			var content []byte
 			if data != nil {
 				content = data()
-			} else if content, err = os.ReadFile(filepath.Join("testdata", "bad", tc.file)); err != nil {
-				t.Fatal(err)
+			} else {
+				// A variable of the subtest's own: subtests run in parallel.
+				var rerr error
+				if content, rerr = os.ReadFile(filepath.Join("testdata", "bad", tc.file)); rerr != nil {
+					t.Fatal(rerr)
+				}
 			}
 			e.dropAs(tc.file, content)
 			code, rep, errs := e.syncJSON()
