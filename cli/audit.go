@@ -24,20 +24,16 @@ func runApprove(ctx context.Context, c *cmdCtx) int {
 	if job == "" || len(c.args) > 0 {
 		return c.usageErr("--job NAME is required, and nothing else")
 	}
-	cfg, code := c.load()
-	if cfg == nil {
+	// No lock: approving is how an operator unblocks the running daemon.
+	se, code := c.open(ctx, false, false)
+	if se == nil {
 		return code
 	}
-	if _, ok := cfg.Job(job); !ok {
+	defer se.close()
+	if _, ok := se.cfg.Job(job); !ok {
 		return c.usageErr("no job named %q", job)
 	}
-	log := c.logger(cfg, false)
-	// No lock: approving is how an operator unblocks the running daemon.
-	db, closeDB, err := c.openState(ctx, cfg, log, false)
-	if err != nil {
-		return c.fail(err)
-	}
-	defer closeDB()
+	db := se.db
 	by := "unknown"
 	if u, err := user.Current(); err == nil {
 		by = u.Username
@@ -63,15 +59,12 @@ func runHistory(ctx context.Context, c *cmdCtx) int {
 	if limit < 1 {
 		return c.usageErr("--limit must be 1 or more")
 	}
-	cfg, code := c.load()
-	if cfg == nil {
+	se, code := c.open(ctx, false, false)
+	if se == nil {
 		return code
 	}
-	db, closeDB, err := c.openState(ctx, cfg, c.logger(cfg, false), false)
-	if err != nil {
-		return c.fail(err)
-	}
-	defer closeDB()
+	defer se.close()
+	db := se.db
 	runs, err := db.Runs(ctx, job, limit)
 	if err != nil {
 		return c.fail(err)
@@ -114,15 +107,12 @@ func runShow(ctx context.Context, c *cmdCtx) int {
 	if err != nil || id < 1 {
 		return c.usageErr("RUN_ID must be a run number, not %q", c.args[0])
 	}
-	cfg, code := c.load()
-	if cfg == nil {
+	se, code := c.open(ctx, false, false)
+	if se == nil {
 		return code
 	}
-	db, closeDB, err := c.openState(ctx, cfg, c.logger(cfg, false), false)
-	if err != nil {
-		return c.fail(err)
-	}
-	defer closeDB()
+	defer se.close()
+	db := se.db
 	run, changes, rejected, err := db.RunDetail(ctx, id)
 	if err != nil {
 		return c.fail(err)

@@ -213,6 +213,30 @@ func (c *cmdCtx) openState(ctx context.Context, cfg *config.Config, log *slog.Lo
 	}, nil
 }
 
+// session is what most commands open: the configuration, a logger and
+// the state.
+type session struct {
+	cfg   *config.Config
+	log   *slog.Logger
+	db    *state.DB
+	close func()
+}
+
+// open loads the configuration and opens the state, taking the one-process
+// lock with lock. On failure it has printed why and returns the exit status.
+func (c *cmdCtx) open(ctx context.Context, daemon, lock bool) (*session, int) {
+	cfg, code := c.load()
+	if cfg == nil {
+		return nil, code
+	}
+	log := c.logger(cfg, daemon)
+	db, closeDB, err := c.openState(ctx, cfg, log, lock)
+	if err != nil {
+		return nil, c.fail(err)
+	}
+	return &session{cfg: cfg, log: log, db: db, close: closeDB}, ExitOK
+}
+
 func (c *cmdCtx) fail(err error) int {
 	fmt.Fprintf(c.io.Stderr, "contactsync %s: %v\n", c.name, err)
 	return ExitFailed

@@ -50,16 +50,12 @@ func runReconcile(ctx context.Context, c *cmdCtx) int {
 		return c.usageErr("--job NAME and one EXPORT.csv are required")
 	}
 	export := c.args[0]
-	cfg, code := c.load()
-	if cfg == nil {
+	se, code := c.open(ctx, false, true)
+	if se == nil {
 		return code
 	}
-	log := c.logger(cfg, false)
-	db, closeDB, err := c.openState(ctx, cfg, log, true)
-	if err != nil {
-		return c.fail(err)
-	}
-	defer closeDB()
+	defer se.close()
+	cfg, log, db := se.cfg, se.log, se.db
 	jobs, err := cfg.Build([]string{job}, log, db)
 	if err != nil {
 		return c.usageErr("%v", err)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"time"
 
 	"github.com/contactsync/contactsync/config"
 	"github.com/contactsync/contactsync/connector"
@@ -23,16 +22,12 @@ func runDaemon(ctx context.Context, c *cmdCtx) int {
 	if !c.parseNone() {
 		return ExitUsage
 	}
-	cfg, code := c.load()
-	if cfg == nil {
+	se, code := c.open(ctx, true, true)
+	if se == nil {
 		return code
 	}
-	log := c.logger(cfg, true)
-	db, closeDB, err := c.openState(ctx, cfg, log, true)
-	if err != nil {
-		return c.fail(err)
-	}
-	defer closeDB()
+	defer se.close()
+	cfg, log, db := se.cfg, se.log, se.db
 	statePath := cfg.State
 	first := cfg
 	var mu sync.Mutex
@@ -52,11 +47,11 @@ func runDaemon(ctx context.Context, c *cmdCtx) int {
 		}
 		return setup(ctx, next, log, db)
 	}
-	err = daemon.Run(ctx, daemon.Options{
+	err := daemon.Run(ctx, daemon.Options{
 		Load:   load,
 		Logger: log,
 		Reload: c.io.Reload,
-		Grace:  30 * time.Second,
+		Grace:  daemon.DefaultGrace,
 		Notify: daemon.Systemd,
 	})
 	if err != nil && !errors.Is(err, context.Canceled) {

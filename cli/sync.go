@@ -58,20 +58,16 @@ type jsonChange struct {
 }
 
 func (c *cmdCtx) syncJobs(ctx context.Context, names []string, o connector.RunOptions, asJSON bool) int {
-	cfg, code := c.load()
-	if cfg == nil {
-		return code
-	}
-	log := c.logger(cfg, false)
 	o.Trigger = "cli"
 	o.Collect = o.DryRun
 	// A plan takes no lock so it can run beside the daemon; it changes
 	// nothing but its own audit row.
-	db, closeDB, err := c.openState(ctx, cfg, log, !o.DryRun)
-	if err != nil {
-		return c.fail(err)
+	se, code := c.open(ctx, false, !o.DryRun)
+	if se == nil {
+		return code
 	}
-	defer closeDB()
+	defer se.close()
+	cfg, log, db := se.cfg, se.log, se.db
 	jobs, err := cfg.Build(names, log, db)
 	if err != nil {
 		if strings.Contains(err.Error(), "no job named") {
