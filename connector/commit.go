@@ -17,6 +17,11 @@ func (r *runner) translate(rec *spoolRec, yield func(*ChangeRecord) error) error
 			// update it when the source says otherwise.
 			cr = ChangeRecord{Action: ActionBind, Key: rec.key, UUID: a.uuid, Status: EntryBound, New: &a.contact, Applied: true,
 				Reason: "adopted: an existing contact matched by display name and phone number 1 or email"}
+			if a.contact == rec.new {
+				// The record maps to the adopted content: its source hash
+				// holds for the entry.
+				cr.SourceHash = rec.src
+			}
 			if err := yield(&cr); err != nil {
 				return err
 			}
@@ -24,6 +29,9 @@ func (r *runner) translate(rec *spoolRec, yield func(*ChangeRecord) error) error
 				return nil
 			}
 			cr = ChangeRecord{Action: ActionUpdate, Key: rec.key, UUID: a.uuid, Status: EntryBound, Old: &a.contact, New: &rec.new, Applied: !failed, Reason: failReason}
+			if cr.Applied {
+				cr.SourceHash = rec.src
+			}
 			return yield(&cr)
 		}
 		cr = ChangeRecord{Action: ActionCreate, Key: rec.key, New: &rec.new}
@@ -33,9 +41,9 @@ func (r *runner) translate(rec *spoolRec, yield func(*ChangeRecord) error) error
 		case failed:
 			cr.Status, cr.Reason = EntryFailed, failReason
 		case bound:
-			cr.Status, cr.UUID, cr.Applied = EntryBound, uuid, true
+			cr.Status, cr.UUID, cr.Applied, cr.SourceHash = EntryBound, uuid, true, rec.src
 		default:
-			cr.Status, cr.Applied = EntryPending, true
+			cr.Status, cr.Applied, cr.SourceHash = EntryPending, true, rec.src
 		}
 	case ActionUpdate:
 		status := EntryBound
@@ -48,7 +56,12 @@ func (r *runner) translate(rec *spoolRec, yield func(*ChangeRecord) error) error
 			cr.Reason = rec.reason
 		case failed:
 			cr.Reason = failReason
+		default:
+			// Zero for an update of stored desired content (no record).
+			cr.SourceHash = rec.src
 		}
+	case ActionTouch:
+		cr = ChangeRecord{Action: ActionTouch, Key: rec.key, Applied: true, SourceHash: rec.src}
 	case ActionDelete:
 		cr = ChangeRecord{Action: ActionDelete, Key: rec.key, UUID: rec.uuid, Status: "deleted", Old: &rec.new, Reason: rec.reason, Applied: true}
 		if failed {
@@ -60,7 +73,7 @@ func (r *runner) translate(rec *spoolRec, yield func(*ChangeRecord) error) error
 
 // eachRecord calls fn for every change record of the run.
 func (r *runner) eachRecord(fn func(*ChangeRecord) error) error {
-	for _, seg := range []int{segCreate, segUpdate, segDelete} {
+	for _, seg := range []int{segCreate, segUpdate, segDelete, segTouch} {
 		err := r.sp.each(seg, func(rec *spoolRec) error { return r.translate(rec, fn) })
 		if err != nil {
 			return err
@@ -74,6 +87,7 @@ func (r *runner) finalCounts() (Counts, error) {
 	c := Counts{Unchanged: r.counts.Unchanged, Source: r.counts.Source, Rejected: r.counts.Rejected}
 	err := r.eachRecord(func(cr *ChangeRecord) error {
 		switch {
+		case cr.Action == ActionTouch: // counted as unchanged when planned
 		case cr.Action == ActionBind:
 			c.Adopted++
 		case !cr.Applied && cr.Reason != "" && r.outcomes.failed[cr.Key] != "":

@@ -193,12 +193,17 @@ const reasonGone = "gone from the source"
 // indexed is a stored entry and what this run decided for its key, in one
 // place: one map lookup per record, and no second map over a million keys.
 //
-// It holds only what the run needs of an Entry, in 64 bytes: a million
+// It holds only what the run needs of an Entry, in 80 bytes: a million
 // entries are a good part of a big job's memory.
+//
+// During the pull the map and the fields Key, UUID, Hash, src, status and
+// desired are only read, so the mapping workers read them too (to skip the
+// mapping of unchanged records); the decider writes only seen and mark.
 type indexed struct {
 	Key     string
 	UUID    string
 	Hash    Hash
+	src     Hash  // Entry.SourceHash
 	status  uint8 // stBound, stPending, stFailed; 0 for anything else
 	desired bool  // content waits to be emitted (Entry.Desired is set)
 	seen    bool  // mark is set
@@ -248,6 +253,8 @@ const (
 	catDelete
 	catRejected
 	catHeldDelete
+	// catTouch is unchanged, with the entry's source hash to refresh.
+	catTouch
 )
 
 func (r *runner) run(ctx context.Context) error {
@@ -268,7 +275,7 @@ func (r *runner) run(ctx context.Context) error {
 	}
 	attrs, all := r.job.Mapping.Attributes()
 	if w := runtime.GOMAXPROCS(0); w > 1 {
-		r.mapper = newMapper(r.job.Mapping, w)
+		r.mapper = newMapper(r.job.Mapping, r.index, w)
 		defer r.mapper.stop()
 	}
 	pr, err := r.job.Source.Pull(ctx, PullRequest{Cursor: cursor, Full: r.opts.Full, Attributes: attrs, AllAttributes: all}, (*emitter)(r))
@@ -349,7 +356,7 @@ func (r *runner) loadIndex(ctx context.Context) error {
 		if len(slab) == cap(slab) {
 			slab = make([]indexed, 0, 4096)
 		}
-		ix := indexed{Key: en.Key, UUID: en.UUID, Hash: en.Hash, desired: !en.Desired.IsZero()}
+		ix := indexed{Key: en.Key, UUID: en.UUID, Hash: en.Hash, src: en.SourceHash, desired: !en.Desired.IsZero()}
 		switch en.Status {
 		case EntryBound:
 			ix.status = stBound
@@ -373,12 +380,10 @@ type emitter runner
 func (em *emitter) Record(rec *Record) error {
 	r := (*runner)(em)
 	if r.mapper == nil {
-		err := r.job.Mapping.Apply(rec, &r.contact)
-		var h Hash
-		if err == nil {
-			h = r.contact.Hash()
-		}
-		return r.decide(rec.Key, rec.Origin, &r.contact, h, err)
+		var it mapItem
+		it.rec = *rec
+		mapOne(r.job.Mapping, r.index, &it, &r.contact)
+		return r.decide(rec.Key, rec.Origin, &r.contact, &it)
 	}
 	if !r.mapper.add(rec) {
 		return nil
@@ -386,9 +391,43 @@ func (em *emitter) Record(rec *Record) error {
 	return r.cycle()
 }
 
-// decide plans one mapped record (err: the mapping rejected it), in the
-// order the source handed the records over.
-func (r *runner) decide(key, origin string, c *Contact, h Hash, err error) error {
+// unchangedSource reports whether a record whose source hash is src can be
+// taken as unchanged without mapping it: the entry's content was emitted
+// from a record with the same source hash through the same mapping, and no
+// other content waits to be emitted (a held, failed or waiting change must
+// be mapped and planned again). It only reads what the pull never writes.
+func (en *indexed) unchangedSource(src Hash) bool {
+	return en != nil && !en.src.IsZero() && en.src == src && !en.desired &&
+		(en.status == stBound || en.status == stPending)
+}
+
+// mappedHook, when set (by tests, before a run), is called for every record
+// the engine maps.
+var mappedHook func()
+
+// mapOne maps and hashes one record, unless its source hash says that it is
+// unchanged. It runs on the mapping workers.
+func mapOne(m *Mapping, index map[string]*indexed, it *mapItem, c *Contact) {
+	it.src = m.SourceHash(&it.rec)
+	if index[it.rec.Key].unchangedSource(it.src) {
+		it.skip, it.err, it.hash = true, nil, Hash{}
+		return
+	}
+	it.skip = false
+	if mappedHook != nil {
+		mappedHook()
+	}
+	it.err = m.Apply(&it.rec, c)
+	if it.err == nil {
+		it.hash = c.Hash()
+	}
+}
+
+// decide plans one mapped record, in the order the source handed the
+// records over: it.err is the mapping's rejection, it.skip says the record
+// was not mapped because its source hash is the stored one.
+func (r *runner) decide(key, origin string, c *Contact, it *mapItem) error {
+	h, err := it.hash, it.err
 	r.counts.Source++
 	en := r.index[key]
 	if en != nil {
@@ -404,8 +443,23 @@ func (r *runner) decide(key, origin string, c *Contact, h Hash, err error) error
 		return r.reject(key, origin, err.Error())
 	}
 	switch {
+	case it.skip:
+		en.mark, en.seen = mark{cat: catUnchanged}, true
+		r.counts.Unchanged++
+		return nil
 	case en == nil || en.status == stFailed:
-		return r.spoolChange(key, catCreate, segCreate, &spoolRec{action: ActionCreate, key: key, new: *c})
+		return r.spoolChange(key, catCreate, segCreate, &spoolRec{action: ActionCreate, key: key, new: *c, src: it.src})
+	case h == en.Hash && en.src != it.src && !en.desired:
+		// The same contact from a record that hashes differently (the
+		// mapping changed, or a column it does not read): store the new
+		// source hash so that the next run skips the mapping.
+		seq, err := r.sp.write(segTouch, &spoolRec{action: ActionTouch, key: key, src: it.src})
+		if err != nil {
+			return err
+		}
+		en.mark, en.seen = mark{cat: catTouch, seg: segTouch, seq: seq}, true
+		r.counts.Unchanged++
+		return nil
 	case h == en.Hash:
 		en.mark, en.seen = mark{cat: catUnchanged}, true
 		r.counts.Unchanged++
@@ -414,7 +468,7 @@ func (r *runner) decide(key, origin string, c *Contact, h Hash, err error) error
 		return r.spoolChange(key, catWait, segRaw, &spoolRec{action: ActionUpdate, key: key, flags: flagHeld,
 			reason: "waiting for the contact's UUID (run reconcile with a Control Hub export)", new: *c})
 	default:
-		return r.spoolChange(key, catUpdate, segRaw, &spoolRec{action: ActionUpdate, key: key, uuid: en.UUID, new: *c})
+		return r.spoolChange(key, catUpdate, segRaw, &spoolRec{action: ActionUpdate, key: key, uuid: en.UUID, new: *c, src: it.src})
 	}
 }
 
@@ -468,6 +522,8 @@ func (r *runner) undo(m mark) {
 	case catUnchanged:
 		r.counts.Unchanged--
 		return
+	case catTouch:
+		r.counts.Unchanged--
 	case catNone, catRejected:
 		return
 	case catCreate:

@@ -13,6 +13,7 @@ const mapBatchSize = 256
 // the source fills and the one the workers map.
 type mapper struct {
 	m         *Mapping
+	index     map[string]*indexed // read only while the workers run
 	work      chan mapPart
 	workers   int
 	cur, prev *mapBatch
@@ -24,6 +25,8 @@ type mapItem struct {
 	rec     Record
 	contact Contact
 	hash    Hash
+	src     Hash // the record's source hash
+	skip    bool // unchanged by its source hash: not mapped
 	err     error
 }
 
@@ -38,8 +41,8 @@ type mapPart struct {
 	lo, hi int
 }
 
-func newMapper(m *Mapping, workers int) *mapper {
-	p := &mapper{m: m, work: make(chan mapPart, 2*workers), workers: workers}
+func newMapper(m *Mapping, index map[string]*indexed, workers int) *mapper {
+	p := &mapper{m: m, index: index, work: make(chan mapPart, 2*workers), workers: workers}
 	for range workers {
 		p.wg.Add(1)
 		go func() {
@@ -47,10 +50,7 @@ func newMapper(m *Mapping, workers int) *mapper {
 			for part := range p.work {
 				for i := part.lo; i < part.hi; i++ {
 					it := &part.b.items[i]
-					it.err = p.m.Apply(&it.rec, &it.contact)
-					if it.err == nil {
-						it.hash = it.contact.Hash()
-					}
+					mapOne(p.m, p.index, it, &it.contact)
 				}
 				part.b.wg.Done()
 			}
@@ -117,7 +117,7 @@ func (r *runner) drain() error {
 	defer func() { p.free = append(p.free, b) }()
 	for i := 0; i < b.n; i++ {
 		it := &b.items[i]
-		if err := r.decide(it.rec.Key, it.rec.Origin, &it.contact, it.hash, it.err); err != nil {
+		if err := r.decide(it.rec.Key, it.rec.Origin, &it.contact, it); err != nil {
 			return err
 		}
 	}

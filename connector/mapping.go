@@ -202,7 +202,7 @@ func phoneRegion(r string) (string, bool) {
 
 // Compile validates the mapping and compiles its templates, once for a run.
 func (m *MappingConfig) Compile() (*Mapping, error) {
-	b := &mappingBuilder{m: &Mapping{requirePhone: m.requirePhone()}, attrIndex: map[string]int{}}
+	b := &mappingBuilder{m: &Mapping{requirePhone: m.requirePhone(), fingerprint: m.fingerprint()}, attrIndex: map[string]int{}}
 	v := NewValidator("")
 	m.validate(v, b)
 	if err := v.Err(); err != nil {
@@ -230,6 +230,7 @@ type Mapping struct {
 	groups       []*tmpl
 	region       string
 	requirePhone bool
+	fingerprint  Hash
 
 	// attrs are the lower-case attributes read by fast-path templates;
 	// fast parts refer to them by index.

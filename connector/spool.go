@@ -34,6 +34,7 @@ const (
 	// lookup per record during it.
 	segRaw
 	segReject // rejections: key, origin (in uuid) and reason
+	segTouch  // source hashes to refresh: key and src
 	numSegs
 )
 
@@ -70,6 +71,7 @@ type spoolRec struct {
 	new    Contact
 	old    Contact
 	hasOld bool
+	src    Hash // the record's source hash; zero when unknown
 }
 
 const (
@@ -77,9 +79,10 @@ const (
 	flagSilent                       // committed but never shown to the sink (a failed create gone from the source)
 	flagFromDesired                  // the new content is the entry's stored desired content
 	flagHasOld
+	flagHasSrc
 )
 
-var actionCodes = map[Action]byte{ActionCreate: 'c', ActionUpdate: 'u', ActionDelete: 'd', ActionBind: 'b'}
+var actionCodes = map[Action]byte{ActionCreate: 'c', ActionUpdate: 'u', ActionDelete: 'd', ActionBind: 'b', ActionTouch: 't'}
 
 func actionOf(b byte) Action {
 	switch b {
@@ -89,6 +92,8 @@ func actionOf(b byte) Action {
 		return ActionUpdate
 	case 'b':
 		return ActionBind
+	case 't':
+		return ActionTouch
 	}
 	return ActionDelete
 }
@@ -100,11 +105,19 @@ func (s *spool) write(seg int, r *spoolRec) (int32, error) {
 	if r.hasOld {
 		flags |= flagHasOld
 	}
+	if !r.src.IsZero() {
+		flags |= flagHasSrc
+	}
 	if err := g.w.WriteByte(actionCodes[r.action]); err != nil {
 		return 0, err
 	}
 	if err := g.w.WriteByte(flags); err != nil {
 		return 0, err
+	}
+	if flags&flagHasSrc != 0 {
+		if _, err := g.w.Write(r.src[:]); err != nil {
+			return 0, err
+		}
 	}
 	put := func(v string) error {
 		n := binary.PutUvarint(buf[:], uint64(len(v)))
@@ -171,7 +184,12 @@ func (s *spool) each(seg int, fn func(r *spoolRec) error) error {
 		if err != nil {
 			return fmt.Errorf("spool: read: %w", err)
 		}
-		r = spoolRec{action: actionOf(a), flags: flags &^ flagHasOld, hasOld: flags&flagHasOld != 0}
+		r = spoolRec{action: actionOf(a), flags: flags &^ (flagHasOld | flagHasSrc), hasOld: flags&flagHasOld != 0}
+		if flags&flagHasSrc != 0 {
+			if _, err := io.ReadFull(br, r.src[:]); err != nil {
+				return fmt.Errorf("spool: read: %w", err)
+			}
+		}
 		nf := 3 + int(NumFields)
 		if r.hasOld {
 			nf += int(NumFields)

@@ -15,6 +15,10 @@ const (
 	ActionUpdate Action = "update"
 	ActionDelete Action = "delete"
 	ActionBind   Action = "bind"
+	// ActionTouch is internal: it refreshes an entry's SourceHash when a
+	// record mapped to the contact already stored (the mapping changed, or
+	// a column the mapping does not read). Nothing is emitted or audited.
+	ActionTouch Action = "touch"
 )
 
 // Run statuses. StatusRunning is only seen while a run is under way, or
@@ -72,6 +76,10 @@ type Entry struct {
 	// Desired is the hash of content that is waiting to be emitted (an
 	// update to a pending contact, or a change that failed); zero if none.
 	Desired Hash
+	// SourceHash is the digest of the source record (and the mapping) that
+	// produced Hash; zero when unknown. A record with the same source hash
+	// maps to the same contact, so the engine skips its mapping.
+	SourceHash Hash
 }
 
 // Entry statuses.
@@ -100,6 +108,10 @@ type ChangeRecord struct {
 	New     *Contact // nil for a delete
 	Reason  string   // a delete's or a failure's reason
 	Applied bool     // false: the change failed or is held back; the entry keeps its emitted content
+	// SourceHash is stored with an applied create, update or bind that sets
+	// the entry's content (zero: unknown, the next run maps the record), and
+	// by a touch. It is not part of the audit.
+	SourceHash Hash
 }
 
 // Rejection is a source record that could not become a contact.
@@ -120,6 +132,7 @@ type Commit struct {
 	// store New as the entry's emitted content; applied deletes remove the
 	// entry; changes that were not applied store New as the entry's desired
 	// content (creating an entry with status "failed" for a create).
+	// Touches set only the entry's SourceHash, with no audit row.
 	Changes func(yield func(*ChangeRecord) error) error
 	// Rejected yields the run's rejected records.
 	Rejected func(yield func(Rejection) error) error

@@ -119,6 +119,7 @@ type applier struct {
 	update  *sql.Stmt // applied update: emitted content := New
 	desired *sql.Stmt // not applied: desired content := New
 	bind    *sql.Stmt
+	touch   *sql.Stmt // only the source hash, no audit row
 	remove  *sql.Stmt
 	get     *sql.Stmt
 	audit   *sql.Stmt
@@ -145,23 +146,32 @@ func (d *DB) applyChanges(ctx context.Context, tx *sql.Tx, c *connector.Commit) 
 	}{
 		// An applied create is a new Webex contact: its UUID, or none
 		// while pending, replaces whatever the entry held (a failed create).
-		{&a.create, `INSERT INTO entries (job, key, uuid, status, hash, contact) VALUES (?, ?, ?, ?, ?, ?)
+		{&a.create, `INSERT INTO entries (job, key, uuid, status, hash, contact, source_hash) VALUES (?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (job, key) DO UPDATE SET uuid = excluded.uuid, status = excluded.status,
-				hash = excluded.hash, contact = excluded.contact, desired_hash = NULL, desired = NULL`},
+				hash = excluded.hash, contact = excluded.contact, desired_hash = NULL, desired = NULL,
+				source_hash = excluded.source_hash`},
 		// An update keeps the entry's UUID and status unless it learns a UUID.
-		{&a.update, `INSERT INTO entries (job, key, uuid, status, hash, contact) VALUES (?, ?, ?, ?, ?, ?)
+		{&a.update, `INSERT INTO entries (job, key, uuid, status, hash, contact, source_hash) VALUES (?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (job, key) DO UPDATE SET
 				uuid = CASE WHEN excluded.uuid <> '' THEN excluded.uuid ELSE entries.uuid END,
 				status = CASE WHEN excluded.uuid <> '' OR entries.uuid <> '' THEN 'bound' ELSE entries.status END,
-				hash = excluded.hash, contact = excluded.contact, desired_hash = NULL, desired = NULL
+				hash = excluded.hash, contact = excluded.contact, desired_hash = NULL, desired = NULL,
+				source_hash = excluded.source_hash
 			RETURNING uuid, status`},
+		// Content waiting to be emitted makes the stored source hash
+		// meaningless: the record must be mapped and planned again.
 		{&a.desired, `INSERT INTO entries (job, key, uuid, status, desired_hash, desired) VALUES (?, ?, ?, 'failed', ?, ?)
-			ON CONFLICT (job, key) DO UPDATE SET desired_hash = excluded.desired_hash, desired = excluded.desired
+			ON CONFLICT (job, key) DO UPDATE SET desired_hash = excluded.desired_hash, desired = excluded.desired,
+				source_hash = NULL
 			RETURNING uuid`},
-		{&a.bind, `INSERT INTO entries (job, key, uuid, status, hash, contact) VALUES (?1, ?2, ?3, 'bound', ?4, ?5)
+		// A bind that sets the content sets the source hash it came from
+		// (NULL: unknown); one that keeps the content keeps it.
+		{&a.bind, `INSERT INTO entries (job, key, uuid, status, hash, contact, source_hash) VALUES (?1, ?2, ?3, 'bound', ?4, ?5, ?7)
 			ON CONFLICT (job, key) DO UPDATE SET uuid = excluded.uuid, status = 'bound',
 				hash = CASE WHEN ?6 THEN excluded.hash ELSE entries.hash END,
-				contact = CASE WHEN ?6 THEN excluded.contact ELSE entries.contact END`},
+				contact = CASE WHEN ?6 THEN excluded.contact ELSE entries.contact END,
+				source_hash = CASE WHEN ?6 THEN excluded.source_hash ELSE entries.source_hash END`},
+		{&a.touch, `UPDATE entries SET source_hash = ? WHERE job = ? AND key = ?`},
 		{&a.remove, `DELETE FROM entries WHERE job = ? AND key = ? RETURNING uuid, contact`},
 		{&a.get, `SELECT contact FROM entries WHERE job = ? AND key = ?`},
 		{&a.audit, auditColumns + `(?, ?, ?, ?, ?, ?, ?, ?, ?)`},
@@ -233,6 +243,13 @@ func (a *applier) apply(rec *connector.ChangeRecord) error {
 	old := rec.Old
 	var err error
 	switch {
+	case rec.Action == connector.ActionTouch:
+		if rec.SourceHash.IsZero() {
+			return errors.New("touch without a source hash")
+		}
+		_, err = a.touch.ExecContext(a.ctx, hashValue(rec.SourceHash), a.job, rec.Key)
+		return err
+
 	case rec.Action != connector.ActionCreate && rec.Action != connector.ActionUpdate &&
 		rec.Action != connector.ActionDelete && rec.Action != connector.ActionBind:
 		return fmt.Errorf("unknown action %q", rec.Action)
@@ -265,9 +282,9 @@ func (a *applier) apply(rec *connector.ChangeRecord) error {
 			status = connector.EntryBound
 		}
 		if rec.Action == connector.ActionCreate {
-			_, err = a.create.ExecContext(a.ctx, a.job, rec.Key, rec.UUID, status, newHash, newJSON)
+			_, err = a.create.ExecContext(a.ctx, a.job, rec.Key, rec.UUID, status, newHash, newJSON, hashValue(rec.SourceHash))
 		} else {
-			err = a.update.QueryRowContext(a.ctx, a.job, rec.Key, rec.UUID, status, newHash, newJSON).Scan(&uuid, &status)
+			err = a.update.QueryRowContext(a.ctx, a.job, rec.Key, rec.UUID, status, newHash, newJSON, hashValue(rec.SourceHash)).Scan(&uuid, &status)
 		}
 
 	case rec.Action == connector.ActionDelete:
@@ -295,7 +312,7 @@ func (a *applier) apply(rec *connector.ChangeRecord) error {
 			}
 		}
 		status = connector.EntryBound
-		_, err = a.bind.ExecContext(a.ctx, a.job, rec.Key, rec.UUID, newHash, newJSON, rec.New != nil)
+		_, err = a.bind.ExecContext(a.ctx, a.job, rec.Key, rec.UUID, newHash, newJSON, rec.New != nil, hashValue(rec.SourceHash))
 	}
 	if err != nil {
 		return err

@@ -14,16 +14,16 @@ import (
 // hashes only. Rows are streamed from one read transaction (a consistent
 // snapshot); fn may use the DB, including writes.
 func (d *DB) Entries(ctx context.Context, job string, fn func(connector.Entry) error) error {
-	rows, err := d.r.QueryContext(ctx, `SELECT key, uuid, status, hash, desired_hash
+	rows, err := d.r.QueryContext(ctx, `SELECT key, uuid, status, hash, desired_hash, source_hash
 		FROM entries WHERE job = ? ORDER BY key`, job)
 	if err != nil {
 		return fmt.Errorf("state: entries of job %q: %w", job, err)
 	}
 	defer rows.Close()
-	var hash, desired sql.RawBytes
+	var hash, desired, source sql.RawBytes
 	for rows.Next() {
 		var e connector.Entry
-		if err := rows.Scan(&e.Key, &e.UUID, &e.Status, &hash, &desired); err != nil {
+		if err := rows.Scan(&e.Key, &e.UUID, &e.Status, &hash, &desired, &source); err != nil {
 			return fmt.Errorf("state: entries of job %q: %w", job, err)
 		}
 		if e.Hash, err = scanHash(hash); err != nil {
@@ -31,6 +31,9 @@ func (d *DB) Entries(ctx context.Context, job string, fn func(connector.Entry) e
 		}
 		if e.Desired, err = scanHash(desired); err != nil {
 			return fmt.Errorf("state: entry %q of job %q: desired hash: %w", e.Key, job, err)
+		}
+		if e.SourceHash, err = scanHash(source); err != nil {
+			return fmt.Errorf("state: entry %q of job %q: source hash: %w", e.Key, job, err)
 		}
 		if err := fn(e); err != nil {
 			return err
@@ -57,7 +60,7 @@ func (d *DB) Contacts(ctx context.Context, job string, keys []string) (map[strin
 		for _, k := range batch {
 			args = append(args, k)
 		}
-		q := `SELECT key, uuid, status, hash, desired_hash, contact, desired FROM entries
+		q := `SELECT key, uuid, status, hash, desired_hash, source_hash, contact, desired FROM entries
 			WHERE job = ? AND key IN (?` + strings.Repeat(",?", len(batch)-1) + `)`
 		if err := d.loadContacts(ctx, job, q, args, out); err != nil {
 			return nil, err
@@ -72,10 +75,10 @@ func (d *DB) loadContacts(ctx context.Context, job, q string, args []any, out ma
 		return fmt.Errorf("state: contacts of job %q: %w", job, err)
 	}
 	defer rows.Close()
-	var hash, desiredHash, contact, desired sql.RawBytes
+	var hash, desiredHash, source, contact, desired sql.RawBytes
 	for rows.Next() {
 		sc := new(connector.StoredContact)
-		if err := rows.Scan(&sc.Key, &sc.UUID, &sc.Status, &hash, &desiredHash, &contact, &desired); err != nil {
+		if err := rows.Scan(&sc.Key, &sc.UUID, &sc.Status, &hash, &desiredHash, &source, &contact, &desired); err != nil {
 			return fmt.Errorf("state: contacts of job %q: %w", job, err)
 		}
 		bad := func(what string, err error) error {
@@ -86,6 +89,9 @@ func (d *DB) loadContacts(ctx context.Context, job, q string, args []any, out ma
 		}
 		if sc.Desired, err = scanHash(desiredHash); err != nil {
 			return bad("desired hash", err)
+		}
+		if sc.SourceHash, err = scanHash(source); err != nil {
+			return bad("source hash", err)
 		}
 		if c, err := scanContact(contact); err != nil {
 			return bad("contact", err)

@@ -106,6 +106,12 @@ CREATE TABLE journal (
 );
 CREATE INDEX journal_key ON journal (job, key, run_id);
 `,
+	// 2: the digest of the source record (and mapping) an entry's content
+	// came from, so that a rerun skips the mapping of unchanged records.
+	// NULL (every entry after the upgrade): unknown, the record is mapped.
+	`
+ALTER TABLE entries ADD COLUMN source_hash BLOB;
+`,
 }
 
 // SchemaVersion returns the schema version this binary writes (for
