@@ -27,6 +27,19 @@ func (e *phoneError) Unwrap() error { return ErrInvalidPhone }
 // optional leading "+", "#" or "*", and loses only spaces, dots and dashes.
 // Its errors wrap ErrInvalidPhone and quote the value.
 func NormalizePhone(value, typ, region string) (string, error) {
+	v := strings.TrimSpace(value)
+	if v != "" && typ != "work_extension" && (region != "" || v[0] == '+') {
+		if num, ok := fastE164(v, region); ok {
+			return num, nil
+		}
+	}
+	return normalizePhoneSlow(value, typ, region)
+}
+
+// normalizePhoneSlow is the reference implementation of NormalizePhone:
+// fastE164 must agree with it (FuzzNormalizePhoneFast), and it handles
+// every input fastE164 declines.
+func normalizePhoneSlow(value, typ, region string) (string, error) {
 	value = strings.TrimSpace(value)
 	if value == "" {
 		return "", nil
