@@ -125,26 +125,165 @@ func fastE164(v, region string) (string, bool) {
 	if len(nat) < 2 || len(nat) > 17 {
 		return "", false
 	}
-	val, _ := strconv.ParseUint(nat, 10, 64)
-	cc32 := int32(cc)
-	num := &phonenumbers.PhoneNumber{CountryCode: &cc32, NationalNumber: &val}
-	if len(nat) >= 2 && nat[0] == '0' {
-		// setItalianLeadingZerosForPhoneNumber
-		t := true
-		num.ItalianLeadingZero = &t
-		z := 1
-		for z < len(nat)-1 && nat[z] == '0' {
-			z++
-		}
-		if z != 1 {
-			z32 := int32(z)
-			num.NumberOfLeadingZeros = &z32
-		}
-	}
-	if !phonenumbers.IsValidNumber(num) {
+	// nat is the national significant number as Parse would store it:
+	// its leading zeros become ItalianLeadingZero/NumberOfLeadingZeros and
+	// GetNationalSignificantNumber gives nat back, so E.164 is "+" cc nat.
+	valid, ok := fastValid(cc, nat)
+	if !ok || !valid {
 		return "", false
 	}
-	return phonenumbers.Format(num, phonenumbers.E164), true
+	return "+" + strconv.Itoa(cc) + nat, true
+}
+
+// fastValid is phonenumbers.IsValidNumber for the number +cc nsn, with the
+// patterns compiled once rather than concatenated and looked up in
+// phonenumbers' regexp cache on every call. ok=false means it cannot tell.
+func fastValid(cc int, nsn string) (valid, ok bool) {
+	// GetRegionCodeForNumber
+	regions := phonenumbers.GetRegionCodesForCountryCode(cc)
+	var region string
+	switch len(regions) {
+	case 0:
+	case 1:
+		region = regions[0]
+	default:
+		for _, r := range regions {
+			t := phoneTypesForRegion(r)
+			if t == nil {
+				return false, false
+			}
+			if t.leading != nil {
+				if t.leading.MatchString(nsn) {
+					region = r
+					break
+				}
+			} else if t.known(nsn) {
+				region = r
+				break
+			}
+		}
+	}
+	// IsValidNumberForRegion
+	var t *phoneTypes
+	if region == "001" {
+		phoneMetaOnce.Do(loadPhoneMetadata)
+		if m := phoneMetaNonGeo[cc]; m != nil {
+			if t = phoneTypesFor(m); t == nil {
+				return false, false
+			}
+		}
+	} else if region != "" && phonenumbers.GetSupportedRegions()[region] {
+		if t = phoneTypesForRegion(region); t == nil {
+			return false, false
+		}
+		if int(t.cc) != cc {
+			return false, true
+		}
+	}
+	if t == nil {
+		return false, true
+	}
+	return t.known(nsn), true
+}
+
+// phoneDesc is a PhoneNumberDesc for isNumberMatchingDesc.
+type phoneDesc struct {
+	lengths []int32
+	re      *regexp.Regexp
+}
+
+func (d *phoneDesc) match(n string) bool {
+	if len(d.lengths) > 0 {
+		found := false
+		for _, l := range d.lengths {
+			if int32(len(n)) == l {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return d.re.MatchString(n)
+}
+
+// phoneTypes holds one metadata's descriptions, in the order
+// getNumberTypeHelper tries them.
+type phoneTypes struct {
+	cc            int32
+	leading       *regexp.Regexp // nil without leading digits
+	general       phoneDesc
+	others        [8]phoneDesc // premium rate to voicemail
+	fixed, mobile phoneDesc
+	sameMobile    bool
+}
+
+// known is getNumberTypeHelper(n, metadata) != UNKNOWN.
+func (t *phoneTypes) known(n string) bool {
+	if !t.general.match(n) {
+		return false
+	}
+	for i := range t.others {
+		if t.others[i].match(n) {
+			return true
+		}
+	}
+	if t.fixed.match(n) {
+		return true
+	}
+	return !t.sameMobile && t.mobile.match(n)
+}
+
+var phoneTypesCache sync.Map // *phonenumbers.PhoneMetadata -> *phoneTypes (nil if unusable)
+
+func phoneTypesForRegion(region string) *phoneTypes {
+	phoneMetaOnce.Do(loadPhoneMetadata)
+	if !phonenumbers.GetSupportedRegions()[region] {
+		return nil
+	}
+	m := phoneMetaByID[region]
+	if m == nil {
+		return nil
+	}
+	return phoneTypesFor(m)
+}
+
+func phoneTypesFor(m *phonenumbers.PhoneMetadata) *phoneTypes {
+	if t, ok := phoneTypesCache.Load(m); ok {
+		return t.(*phoneTypes)
+	}
+	t := newPhoneTypes(m)
+	phoneTypesCache.Store(m, t)
+	return t
+}
+
+func newPhoneTypes(m *phonenumbers.PhoneMetadata) *phoneTypes {
+	t := &phoneTypes{cc: m.GetCountryCode(), sameMobile: m.GetSameMobileAndFixedLinePattern()}
+	if ld := m.GetLeadingDigits(); ld != "" {
+		re, err := regexp.Compile("^(?:" + ld + ")")
+		if err != nil {
+			return nil
+		}
+		t.leading = re
+	}
+	descs := []*phonenumbers.PhoneNumberDesc{
+		m.GetGeneralDesc(), m.GetPremiumRate(), m.GetTollFree(), m.GetSharedCost(), m.GetVoip(),
+		m.GetPersonalNumber(), m.GetPager(), m.GetUan(), m.GetVoicemail(), m.GetFixedLine(), m.GetMobile(),
+	}
+	out := []*phoneDesc{&t.general, &t.others[0], &t.others[1], &t.others[2], &t.others[3],
+		&t.others[4], &t.others[5], &t.others[6], &t.others[7], &t.fixed, &t.mobile}
+	for i, d := range descs {
+		if d == nil {
+			return nil // phonenumbers would dereference it
+		}
+		re, err := regexp.Compile("^(?:" + d.GetNationalNumberPattern() + ")$")
+		if err != nil {
+			return nil
+		}
+		*out[i] = phoneDesc{lengths: d.PossibleLength, re: re}
+	}
+	return t
 }
 
 // phoneMeta is what fastE164 needs from one region's (or non-geographical
