@@ -60,3 +60,34 @@ func BenchmarkNormalizePhoneSlow(b *testing.B) {
 		}
 	}
 }
+
+// TestFastE164Answers pins the shapes the fast path must answer itself (a
+// regression there would only show as lost speed) and checks each answer
+// against normalizePhoneSlow.
+func TestFastE164Answers(t *testing.T) {
+	tests := []struct{ value, region string }{
+		{"01 23 45 67 89", "FR"},
+		{"06.12.34.56.78", "fr"},
+		{"+33 (0)1 23 45 67 89", "FR"},
+		{"0033 1 23 45 67 89", "FR"},
+		{"+33 1 23 45 67 89", ""},
+		{"(212) 555-0123", "US"},
+		{"1 212 555 0123", "US"},
+		{"011 44 20 7946 0958", "US"},
+		{"020 7946 0958", "GB"},
+		{"07911 123456", "GB"},
+		{"030 1234567", "DE"},
+		{"+49 (0)171 1234567", "DE"},
+		{"+39 06 1234 5678", "FR"},
+		{"+1 242 357 1234", "FR"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.region+"/"+tt.value, func(t *testing.T) {
+			got, ok := fastE164(tt.value, tt.region)
+			want, err := normalizePhoneSlow(tt.value, "work", tt.region)
+			if !ok || err != nil || got != want {
+				t.Fatalf("fastE164 = %q, %v; slow = %q, %v", got, ok, want, err)
+			}
+		})
+	}
+}
