@@ -28,12 +28,20 @@ func (e *phoneError) Unwrap() error { return ErrInvalidPhone }
 // Its errors wrap ErrInvalidPhone and quote the value.
 func NormalizePhone(value, typ, region string) (string, error) {
 	v := strings.TrimSpace(value)
-	if v != "" && typ != "work_extension" && (region != "" || v[0] == '+') {
-		if num, ok := fastE164(v, region); ok {
-			return num, nil
-		}
+	// The cases that parse nothing, as normalizePhoneSlow has them.
+	if v == "" {
+		return "", nil
 	}
-	return normalizePhoneSlow(value, typ, region)
+	if typ == "work_extension" {
+		return normalizeExtension(v)
+	}
+	if region == "" && v[0] != '+' {
+		return v, nil
+	}
+	if num, ok := fastE164(v, region); ok {
+		return num, nil
+	}
+	return normalizePhoneSlow(v, typ, region)
 }
 
 // normalizePhoneSlow is the reference implementation of NormalizePhone:
