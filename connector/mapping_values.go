@@ -27,6 +27,27 @@ func (e *phoneError) Unwrap() error { return ErrInvalidPhone }
 // optional leading "+", "#" or "*", and loses only spaces, dots and dashes.
 // Its errors wrap ErrInvalidPhone and quote the value.
 func NormalizePhone(value, typ, region string) (string, error) {
+	v := strings.TrimSpace(value)
+	// The cases that parse nothing, as normalizePhoneSlow has them.
+	if v == "" {
+		return "", nil
+	}
+	if typ == "work_extension" {
+		return normalizeExtension(v)
+	}
+	if region == "" && v[0] != '+' {
+		return v, nil
+	}
+	if num, ok := fastE164(v, region); ok {
+		return num, nil
+	}
+	return normalizePhoneSlow(v, typ, region)
+}
+
+// normalizePhoneSlow is the reference implementation of NormalizePhone:
+// fastE164 must agree with it (FuzzNormalizePhoneFast), and it handles
+// every input fastE164 declines.
+func normalizePhoneSlow(value, typ, region string) (string, error) {
 	value = strings.TrimSpace(value)
 	if value == "" {
 		return "", nil

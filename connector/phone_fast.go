@@ -1,0 +1,440 @@
+package connector
+
+import (
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/nyaruka/phonenumbers"
+)
+
+// fastE164 is phonenumbers.Parse + IsValidNumber + Format(E164) for the
+// common shape of directory numbers: ASCII digits, an optional leading '+'
+// and the separators space . - ( ) /. It follows parseHelper step by step
+// but skips what cannot apply to that shape (RFC 3966, extensions, letters,
+// unicode digits), which is where Parse spends most of its time: the
+// extension regexps alone are ~40% of it. It reports ok only for a valid
+// number; every other input, and every branch it does not replicate,
+// returns ok=false so that normalizePhoneSlow decides, error text included.
+func fastE164(v, region string) (string, bool) {
+	// parseHelper rejects inputs longer than MAX_INPUT_STRING_LENGTH.
+	if len(v) > 250 {
+		return "", false
+	}
+	var buf [24]byte
+	digits := buf[:0]
+	plus := false
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case c >= '0' && c <= '9':
+			if len(digits) == len(buf) {
+				return "", false // far too long for any valid number
+			}
+			digits = append(digits, c)
+		case c == '+' && i == 0:
+			plus = true
+		case c == ' ' || c == '.' || c == '-' || c == '(' || c == ')' || c == '/':
+		default:
+			return "", false
+		}
+	}
+	// With three digits or more, the extracted number (first '+' or digit
+	// to last digit) is viable; with fewer it never is, or only without
+	// separators: leave both to the slow path. No extension pattern can
+	// match digits and these separators.
+	if len(digits) < 3 {
+		return "", false
+	}
+	region = strings.ToUpper(region)
+	var def *phoneMeta
+	if region != "" {
+		if def = phoneMetaForRegion(region); def == nil {
+			return "", false // unknown region: checkRegionForParsing
+		}
+	} else if !plus {
+		return "", false
+	}
+
+	d := string(digits)
+	cc := 0
+	var nat string
+	international := plus
+	full := d
+	if !plus {
+		// maybeStripInternationalPrefixAndNormalize: an IDD at the start,
+		// unless a 0 follows it.
+		if loc := def.idd.FindStringIndex(d); loc != nil && loc[0] == 0 && (loc[1] == len(d) || d[loc[1]] != '0') {
+			international = true
+			full = d[loc[1]:]
+		}
+	}
+	if international {
+		if len(full) <= 2 || full[0] == '0' {
+			return "", false // too short after IDD, or invalid country code (retried)
+		}
+		codes := phonenumbers.GetSupportedCallingCodes()
+		for i := 1; i <= 3 && i <= len(full); i++ {
+			c, _ := strconv.Atoi(full[:i])
+			if codes[c] {
+				cc, nat = c, full[i:]
+				break
+			}
+		}
+		if cc == 0 {
+			return "", false
+		}
+	} else {
+		nat = d
+		if strings.HasPrefix(d, def.ccStr) {
+			// The number may carry the default region's country code
+			// without '+' or IDD (maybeExtractCountryCode).
+			pot := def.stripNationalPrefix(d[len(def.ccStr):])
+			fullValid := def.natRule.MatchString(d)
+			natValid := def.natRule.MatchString(pot)
+			l, ok := def.lengthResult(d)
+			if !ok {
+				return "", false
+			}
+			if (!fullValid && natValid) || l == phonenumbers.TOO_LONG {
+				cc, nat = def.cc, pot
+			}
+		}
+	}
+	// A country code read from the number selects its main region's
+	// metadata; without one the number belongs to the default region.
+	meta := def
+	if cc == 0 {
+		cc = def.cc
+	} else if phonenumbers.GetRegionCodeForCountryCode(cc) != region {
+		if meta = phoneMetaForCallingCode(cc); meta == nil {
+			return "", false
+		}
+	}
+	if len(nat) < 2 {
+		return "", false
+	}
+	pot := meta.stripNationalPrefix(nat)
+	l, ok := meta.lengthResult(pot)
+	if !ok {
+		return "", false
+	}
+	if l != phonenumbers.TOO_SHORT && l != phonenumbers.IS_POSSIBLE_LOCAL_ONLY && l != phonenumbers.INVALID_LENGTH {
+		nat = pot
+	}
+	if len(nat) < 2 || len(nat) > 17 {
+		return "", false
+	}
+	// nat is the national significant number as Parse would store it:
+	// its leading zeros become ItalianLeadingZero/NumberOfLeadingZeros and
+	// GetNationalSignificantNumber gives nat back, so E.164 is "+" cc nat.
+	valid, ok := fastValid(cc, nat)
+	if !ok || !valid {
+		return "", false
+	}
+	return "+" + strconv.Itoa(cc) + nat, true
+}
+
+// fastValid is phonenumbers.IsValidNumber for the number +cc nsn, with the
+// patterns compiled once rather than concatenated and looked up in
+// phonenumbers' regexp cache on every call. ok=false means it cannot tell.
+func fastValid(cc int, nsn string) (valid, ok bool) {
+	// GetRegionCodeForNumber
+	regions := phonenumbers.GetRegionCodesForCountryCode(cc)
+	var region string
+	switch len(regions) {
+	case 0:
+	case 1:
+		region = regions[0]
+	default:
+		for _, r := range regions {
+			t := phoneTypesForRegion(r)
+			if t == nil {
+				return false, false
+			}
+			if t.leading != nil {
+				if t.leading.MatchString(nsn) {
+					region = r
+					break
+				}
+			} else if t.known(nsn) {
+				region = r
+				break
+			}
+		}
+	}
+	// IsValidNumberForRegion
+	var t *phoneTypes
+	if region == "001" {
+		phoneMetaOnce.Do(loadPhoneMetadata)
+		if m := phoneMetaNonGeo[cc]; m != nil {
+			if t = phoneTypesFor(m); t == nil {
+				return false, false
+			}
+		}
+	} else if region != "" && phonenumbers.GetSupportedRegions()[region] {
+		if t = phoneTypesForRegion(region); t == nil {
+			return false, false
+		}
+		if int(t.cc) != cc {
+			return false, true
+		}
+	}
+	if t == nil {
+		return false, true
+	}
+	return t.known(nsn), true
+}
+
+// phoneDesc is a PhoneNumberDesc for isNumberMatchingDesc.
+type phoneDesc struct {
+	lengths []int32
+	re      *regexp.Regexp
+}
+
+func (d *phoneDesc) match(n string) bool {
+	if len(d.lengths) > 0 {
+		found := false
+		for _, l := range d.lengths {
+			if int32(len(n)) == l {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return d.re.MatchString(n)
+}
+
+// phoneTypes holds one metadata's descriptions, in the order
+// getNumberTypeHelper tries them.
+type phoneTypes struct {
+	cc            int32
+	leading       *regexp.Regexp // nil without leading digits
+	general       phoneDesc
+	others        [8]phoneDesc // premium rate to voicemail
+	fixed, mobile phoneDesc
+	sameMobile    bool
+}
+
+// known is getNumberTypeHelper(n, metadata) != UNKNOWN.
+func (t *phoneTypes) known(n string) bool {
+	if !t.general.match(n) {
+		return false
+	}
+	for i := range t.others {
+		if t.others[i].match(n) {
+			return true
+		}
+	}
+	if t.fixed.match(n) {
+		return true
+	}
+	return !t.sameMobile && t.mobile.match(n)
+}
+
+var phoneTypesCache sync.Map // *phonenumbers.PhoneMetadata -> *phoneTypes (nil if unusable)
+
+func phoneTypesForRegion(region string) *phoneTypes {
+	phoneMetaOnce.Do(loadPhoneMetadata)
+	if !phonenumbers.GetSupportedRegions()[region] {
+		return nil
+	}
+	m := phoneMetaByID[region]
+	if m == nil {
+		return nil
+	}
+	return phoneTypesFor(m)
+}
+
+func phoneTypesFor(m *phonenumbers.PhoneMetadata) *phoneTypes {
+	if t, ok := phoneTypesCache.Load(m); ok {
+		return t.(*phoneTypes)
+	}
+	t := newPhoneTypes(m)
+	phoneTypesCache.Store(m, t)
+	return t
+}
+
+func newPhoneTypes(m *phonenumbers.PhoneMetadata) *phoneTypes {
+	t := &phoneTypes{cc: m.GetCountryCode(), sameMobile: m.GetSameMobileAndFixedLinePattern()}
+	if ld := m.GetLeadingDigits(); ld != "" {
+		re, err := regexp.Compile("^(?:" + ld + ")")
+		if err != nil {
+			return nil
+		}
+		t.leading = re
+	}
+	descs := []*phonenumbers.PhoneNumberDesc{
+		m.GetGeneralDesc(), m.GetPremiumRate(), m.GetTollFree(), m.GetSharedCost(), m.GetVoip(),
+		m.GetPersonalNumber(), m.GetPager(), m.GetUan(), m.GetVoicemail(), m.GetFixedLine(), m.GetMobile(),
+	}
+	out := []*phoneDesc{&t.general, &t.others[0], &t.others[1], &t.others[2], &t.others[3],
+		&t.others[4], &t.others[5], &t.others[6], &t.others[7], &t.fixed, &t.mobile}
+	for i, d := range descs {
+		if d == nil {
+			return nil // phonenumbers would dereference it
+		}
+		re, err := regexp.Compile("^(?:" + d.GetNationalNumberPattern() + ")$")
+		if err != nil {
+			return nil
+		}
+		*out[i] = phoneDesc{lengths: d.PossibleLength, re: re}
+	}
+	return t
+}
+
+// phoneMeta is what fastE164 needs from one region's (or non-geographical
+// calling code's) metadata, with its regexps compiled from the same
+// patterns phonenumbers uses.
+type phoneMeta struct {
+	meta      *phonenumbers.PhoneMetadata
+	cc        int
+	ccStr     string
+	idd       *regexp.Regexp // unanchored, as parsePrefixAsIdd uses it
+	natPrefix *regexp.Regexp // nil without a national prefix for parsing
+	natRule   *regexp.Regexp
+	transform string
+}
+
+var (
+	phoneMetaOnce   sync.Once
+	phoneMetaByID   map[string]*phonenumbers.PhoneMetadata
+	phoneMetaNonGeo map[int]*phonenumbers.PhoneMetadata
+	phoneMetaCache  sync.Map // region or "+cc" -> *phoneMeta (nil if unusable)
+)
+
+func loadPhoneMetadata() {
+	phoneMetaByID = map[string]*phonenumbers.PhoneMetadata{}
+	phoneMetaNonGeo = map[int]*phonenumbers.PhoneMetadata{}
+	// The collection is the one phonenumbers loaded at init.
+	coll, err := phonenumbers.MetadataCollection()
+	if err != nil {
+		return
+	}
+	for _, m := range coll.GetMetadata() {
+		if m.GetId() == "001" {
+			phoneMetaNonGeo[int(m.GetCountryCode())] = m
+		} else {
+			phoneMetaByID[m.GetId()] = m
+		}
+	}
+}
+
+func phoneMetaForRegion(region string) *phoneMeta {
+	if pm, ok := phoneMetaCache.Load(region); ok {
+		return pm.(*phoneMeta)
+	}
+	phoneMetaOnce.Do(loadPhoneMetadata)
+	var m *phonenumbers.PhoneMetadata
+	if phonenumbers.GetSupportedRegions()[region] {
+		m = phoneMetaByID[region]
+	}
+	pm := newPhoneMeta(m)
+	phoneMetaCache.Store(region, pm)
+	return pm
+}
+
+// phoneMetaForCallingCode is getMetadataForRegionOrCallingCode for the
+// main region of a calling code.
+func phoneMetaForCallingCode(cc int) *phoneMeta {
+	key := "+" + strconv.Itoa(cc)
+	if pm, ok := phoneMetaCache.Load(key); ok {
+		return pm.(*phoneMeta)
+	}
+	phoneMetaOnce.Do(loadPhoneMetadata)
+	var m *phonenumbers.PhoneMetadata
+	if r := phonenumbers.GetRegionCodeForCountryCode(cc); r == "001" {
+		m = phoneMetaNonGeo[cc]
+	} else if phonenumbers.GetSupportedRegions()[r] {
+		m = phoneMetaByID[r]
+	}
+	pm := newPhoneMeta(m)
+	phoneMetaCache.Store(key, pm)
+	return pm
+}
+
+// newPhoneMeta returns nil for metadata fastE164 leaves to the slow path.
+func newPhoneMeta(m *phonenumbers.PhoneMetadata) *phoneMeta {
+	if m == nil || m.GetInternationalPrefix() == "" || len(m.GetGeneralDesc().GetPossibleLength()) == 0 {
+		return nil
+	}
+	pm := &phoneMeta{
+		meta:      m,
+		cc:        int(m.GetCountryCode()),
+		ccStr:     strconv.Itoa(int(m.GetCountryCode())),
+		transform: m.GetNationalPrefixTransformRule(),
+	}
+	var err error
+	if pm.idd, err = regexp.Compile(m.GetInternationalPrefix()); err != nil {
+		return nil
+	}
+	if pm.natRule, err = regexp.Compile("^(?:" + m.GetGeneralDesc().GetNationalNumberPattern() + ")$"); err != nil {
+		return nil
+	}
+	if p := m.GetNationalPrefixForParsing(); p != "" {
+		if pm.natPrefix, err = regexp.Compile("^(?:" + p + ")"); err != nil {
+			return nil
+		}
+	}
+	return pm
+}
+
+// stripNationalPrefix is maybeStripNationalPrefixAndCarrierCode without
+// the carrier code.
+func (pm *phoneMeta) stripNationalPrefix(num string) string {
+	if num == "" || pm.natPrefix == nil {
+		return num
+	}
+	groups := pm.natPrefix.FindStringSubmatchIndex(num)
+	if groups == nil {
+		return num
+	}
+	viable := pm.natRule.MatchString(num)
+	n := len(groups)/2 - 1
+	if pm.transform == "" || groups[n*2] < 0 {
+		if viable && !pm.natRule.MatchString(num[groups[1]:]) {
+			return num
+		}
+		return num[groups[1]:]
+	}
+	t := pm.natPrefix.ReplaceAllString(num, pm.transform)
+	if viable && !pm.natRule.MatchString(t) {
+		return num
+	}
+	return t
+}
+
+// lengthResult is testNumberLength(number, metadata, UNKNOWN).
+func (pm *phoneMeta) lengthResult(number string) (phonenumbers.ValidationResult, bool) {
+	desc := pm.meta.GetGeneralDesc()
+	lengths := desc.GetPossibleLength()
+	if len(lengths) == 0 {
+		return 0, false
+	}
+	if lengths[0] == -1 {
+		return phonenumbers.INVALID_LENGTH, true
+	}
+	n := int32(len(number))
+	for _, l := range desc.GetPossibleLengthLocalOnly() {
+		if l == n {
+			return phonenumbers.IS_POSSIBLE_LOCAL_ONLY, true
+		}
+	}
+	switch {
+	case lengths[0] == n:
+		return phonenumbers.IS_POSSIBLE, true
+	case lengths[0] > n:
+		return phonenumbers.TOO_SHORT, true
+	case lengths[len(lengths)-1] < n:
+		return phonenumbers.TOO_LONG, true
+	}
+	for _, l := range lengths[1:] {
+		if l == n {
+			return phonenumbers.IS_POSSIBLE, true
+		}
+	}
+	return phonenumbers.INVALID_LENGTH, true
+}
