@@ -100,18 +100,8 @@ func TestCrashWebexSink(t *testing.T) {
 		if i > 0 {
 			pop = pop.evolve(rnd, i, changes)
 		}
-		in.dropPopulation(pop)
-		delay := killDelay(rnd, i, first, night)
-		if in.killedRun(delay, "sync") {
-			kills++
-		}
-		if rnd.Intn(4) == 0 {
-			// A second crash, in the run that recovers from the first.
-			if in.killedRun(killDelay(rnd, i, first, night), "sync") {
-				kills++
-			}
-		}
-		in.mustRun(0, "sync")
+		delay, k := in.crashNight(rnd, i, pop, first, night)
+		kills += k
 		simMatches(t, sim, pop)
 		if t.Failed() {
 			t.Fatalf("night %d (kill after %v)", i, delay)

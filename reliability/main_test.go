@@ -272,3 +272,22 @@ func killDelay(rnd *rand.Rand, i int, first, night time.Duration) time.Duration 
 	}
 	return time.Duration(rnd.Int63n(int64(d)*11/10 + 1))
 }
+
+// crashNight drops night i's population, kills the sync at a random moment
+// (and, one night in four, the run that recovers from it too), then lets a
+// sync finish. It returns the first kill's delay and how many runs died.
+func (in *install) crashNight(rnd *rand.Rand, i int, pop population, first, night time.Duration) (time.Duration, int) {
+	in.dropPopulation(pop)
+	kills := 0
+	delay := killDelay(rnd, i, first, night)
+	if in.killedRun(delay, "sync") {
+		kills++
+	}
+	if rnd.Intn(4) == 0 {
+		if in.killedRun(killDelay(rnd, i, first, night), "sync") {
+			kills++
+		}
+	}
+	in.mustRun(0, "sync")
+	return delay, kills
+}
