@@ -432,6 +432,15 @@ func decode(r *http.Request, v any) *apiError {
 	return nil
 }
 
+// decodeWrite decodes the body of a write request into v, then checks its
+// schemas (a field of v, filled by the decoding), which writes require.
+func decodeWrite(r *http.Request, v any, schemas *json.RawMessage) *apiError {
+	if err := decode(r, v); err != nil {
+		return err
+	}
+	return checkSchemas(*schemas, true)
+}
+
 func (s *Server) afterWrite(r *http.Request) {
 	if s.AfterWrite != nil {
 		s.AfterWrite(r)
@@ -440,11 +449,7 @@ func (s *Server) afterWrite(r *http.Request) {
 
 func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 	var in inContact
-	if err := decode(r, &in); err != nil {
-		writeError(w, err.status, err.msg)
-		return
-	}
-	if err := checkSchemas(in.Schemas, true); err != nil {
+	if err := decodeWrite(r, &in, &in.Schemas); err != nil {
 		writeError(w, err.status, err.msg)
 		return
 	}
@@ -562,11 +567,7 @@ func (s *Server) bulk(w http.ResponseWriter, r *http.Request) {
 		Schemas  json.RawMessage `json:"schemas"`
 		Contacts []inContact     `json:"contacts"`
 	}
-	if err := decode(r, &in); err != nil {
-		writeError(w, err.status, err.msg)
-		return
-	}
-	if err := checkSchemas(in.Schemas, true); err != nil {
+	if err := decodeWrite(r, &in, &in.Schemas); err != nil {
 		writeError(w, err.status, err.msg)
 		return
 	}
@@ -615,11 +616,7 @@ func (s *Server) bulkDelete(w http.ResponseWriter, r *http.Request) {
 		Schemas   json.RawMessage `json:"schemas"`
 		ObjectIDs []string        `json:"objectIds"`
 	}
-	if err := decode(r, &in); err != nil {
-		writeError(w, err.status, err.msg)
-		return
-	}
-	if err := checkSchemas(in.Schemas, true); err != nil {
+	if err := decodeWrite(r, &in, &in.Schemas); err != nil {
 		writeError(w, err.status, err.msg)
 		return
 	}
