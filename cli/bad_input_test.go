@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 )
 
 // badConfig has a guard that lets every delete through: what keeps the
@@ -124,19 +123,6 @@ func endlessQuote() []byte {
 		b.WriteString(",more text\n")
 	}
 	return b.Bytes()
-}
-
-// dropAs writes a drop file under name, newer than every earlier drop.
-func (e *env) dropAs(name string, data []byte) {
-	e.t.Helper()
-	p := filepath.Join(e.drop, name)
-	if err := os.WriteFile(p, data, 0o644); err != nil {
-		e.t.Fatal(err)
-	}
-	e.mtime = e.mtime.Add(time.Hour)
-	if err := os.Chtimes(p, e.mtime, e.mtime); err != nil {
-		e.t.Fatal(err)
-	}
 }
 
 // syncJSON runs sync --json and returns its exit status and the job's report.

@@ -3,7 +3,6 @@ package cli
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -50,14 +49,7 @@ func (e *env) dropRecords(ids ...int) {
 
 func (e *env) writeDrop(content string) {
 	e.t.Helper()
-	e.mtime = e.mtime.Add(time.Hour)
-	p := filepath.Join(e.drop, fmt.Sprintf("drop-%d.csv", e.mtime.Unix()))
-	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-		e.t.Fatal(err)
-	}
-	if err := os.Chtimes(p, e.mtime, e.mtime); err != nil {
-		e.t.Fatal(err)
-	}
+	e.dropAs(fmt.Sprintf("drop-%d.csv", e.mtime.Add(time.Hour).Unix()), []byte(content))
 }
 
 func seq(from, to int) []int {

@@ -81,6 +81,12 @@ func (e *env) dropFile(src, name string) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	e.dropAs(name, data)
+}
+
+// dropAs writes a drop file under name, newer than every earlier drop.
+func (e *env) dropAs(name string, data []byte) {
+	e.t.Helper()
 	p := filepath.Join(e.drop, name)
 	if err := os.WriteFile(p, data, 0o644); err != nil {
 		e.t.Fatal(err)
