@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -284,7 +285,7 @@ func (c *Config) Build(names []string, logger *slog.Logger, store connector.Stor
 	}
 	for i := range c.Jobs {
 		jc := &c.Jobs[i]
-		if len(names) > 0 && !contains(names, jc.Name) {
+		if len(names) > 0 && !slices.Contains(names, jc.Name) {
 			continue
 		}
 		j, err := c.build(jc, logger, store)
@@ -329,13 +330,4 @@ func (c *Config) build(jc *JobConfig, logger *slog.Logger, store connector.Store
 		ConfigHash:  c.hash,
 		KeepDays:    c.KeepDays(),
 	}, nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
