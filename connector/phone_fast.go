@@ -1,7 +1,6 @@
 package connector
 
 import (
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -64,9 +63,9 @@ func fastE164(v, region string) (string, bool) {
 	if !plus {
 		// maybeStripInternationalPrefixAndNormalize: an IDD at the start,
 		// unless a 0 follows it.
-		if loc := def.idd.FindStringIndex(d); loc != nil && loc[0] == 0 && (loc[1] == len(d) || d[loc[1]] != '0') {
+		if e := def.idd.prefixEnd(d); e >= 0 && (e == len(d) || d[e] != '0') {
 			international = true
-			full = d[loc[1]:]
+			full = d[e:]
 		}
 	}
 	if international {
@@ -90,8 +89,8 @@ func fastE164(v, region string) (string, bool) {
 			// The number may carry the default region's country code
 			// without '+' or IDD (maybeExtractCountryCode).
 			pot := def.stripNationalPrefix(d[len(def.ccStr):])
-			fullValid := def.natRule.MatchString(d)
-			natValid := def.natRule.MatchString(pot)
+			fullValid := def.natRule.match(d)
+			natValid := def.natRule.match(pot)
 			l, ok := def.lengthResult(d)
 			if !ok {
 				return "", false
@@ -153,7 +152,7 @@ func fastValid(cc int, nsn string) (valid, ok bool) {
 				return false, false
 			}
 			if t.leading != nil {
-				if t.leading.MatchString(nsn) {
+				if t.leading.match(nsn) {
 					region = r
 					break
 				}
@@ -189,38 +188,68 @@ func fastValid(cc int, nsn string) (valid, ok bool) {
 // phoneDesc is a PhoneNumberDesc for isNumberMatchingDesc.
 type phoneDesc struct {
 	lengths []int32
-	re      *regexp.Regexp
+	re      *digitMatcher
 }
 
 func (d *phoneDesc) match(n string) bool {
-	if len(d.lengths) > 0 {
-		found := false
-		for _, l := range d.lengths {
-			if int32(len(n)) == l {
-				found = true
-				break
-			}
-		}
-		if !found {
-			return false
+	return d.lengthOK(len(n)) && d.re.match(n)
+}
+
+// lengthOK is isNumberMatchingDesc's check of the possible lengths.
+func (d *phoneDesc) lengthOK(n int) bool {
+	if len(d.lengths) == 0 {
+		return true
+	}
+	for _, l := range d.lengths {
+		if int32(n) == l {
+			return true
 		}
 	}
-	return d.re.MatchString(n)
+	return false
 }
 
 // phoneTypes holds one metadata's descriptions, in the order
 // getNumberTypeHelper tries them.
 type phoneTypes struct {
 	cc            int32
-	leading       *regexp.Regexp // nil without leading digits
+	leading       *digitMatcher // nil without leading digits
 	general       phoneDesc
 	others        [8]phoneDesc // premium rate to voicemail
 	fixed, mobile phoneDesc
 	sameMobile    bool
+
+	// all matches the eleven descriptions in one walk (bit 0 general,
+	// 1-8 others, 9 fixed, 10 mobile); lenOK[n] has the bits of those
+	// whose possible lengths allow n digits. nil: match one by one.
+	all   *productDFA
+	lenOK [maxNSNLen + 1]uint16
 }
+
+// maxNSNLen is the longest national significant number fastE164 passes.
+const maxNSNLen = 17
+
+// Bits of phoneTypes.all's result.
+const (
+	descGeneral = 1 << 0
+	descOthers  = 0xff << 1
+	descFixed   = 1 << 9
+	descMobile  = 1 << 10
+)
 
 // known is getNumberTypeHelper(n, metadata) != UNKNOWN.
 func (t *phoneTypes) known(n string) bool {
+	if t.all != nil && len(n) <= maxNSNLen {
+		if m, ok := t.all.matches(n); ok {
+			m &= t.lenOK[len(n)]
+			switch {
+			case m&descGeneral == 0:
+				return false
+			case m&(descOthers|descFixed) != 0:
+				return true
+			}
+			return !t.sameMobile && m&descMobile != 0
+		}
+	}
 	if !t.general.match(n) {
 		return false
 	}
@@ -261,7 +290,7 @@ func phoneTypesFor(m *phonenumbers.PhoneMetadata) *phoneTypes {
 func newPhoneTypes(m *phonenumbers.PhoneMetadata) *phoneTypes {
 	t := &phoneTypes{cc: m.GetCountryCode(), sameMobile: m.GetSameMobileAndFixedLinePattern()}
 	if ld := m.GetLeadingDigits(); ld != "" {
-		re, err := regexp.Compile("^(?:" + ld + ")")
+		re, err := newDigitMatcher("^(?:"+ld+")", false)
 		if err != nil {
 			return nil
 		}
@@ -277,11 +306,23 @@ func newPhoneTypes(m *phonenumbers.PhoneMetadata) *phoneTypes {
 		if d == nil {
 			return nil // phonenumbers would dereference it
 		}
-		re, err := regexp.Compile("^(?:" + d.GetNationalNumberPattern() + ")$")
+		re, err := newDigitMatcher("^(?:"+d.GetNationalNumberPattern()+")$", false)
 		if err != nil {
 			return nil
 		}
 		*out[i] = phoneDesc{lengths: d.PossibleLength, re: re}
+	}
+	parts := make([]*digitDFA, len(out))
+	for i, d := range out {
+		parts[i] = d.re.dfa
+		for n := range t.lenOK {
+			if d.lengthOK(n) {
+				t.lenOK[n] |= 1 << i
+			}
+		}
+	}
+	if all, ok := newProductDFA(parts); ok {
+		t.all = all
 	}
 	return t
 }
@@ -293,9 +334,9 @@ type phoneMeta struct {
 	meta      *phonenumbers.PhoneMetadata
 	cc        int
 	ccStr     string
-	idd       *regexp.Regexp // unanchored, as parsePrefixAsIdd uses it
-	natPrefix *regexp.Regexp // nil without a national prefix for parsing
-	natRule   *regexp.Regexp
+	idd       *digitMatcher // unanchored, as parsePrefixAsIdd uses it
+	natPrefix *digitMatcher // nil without a national prefix for parsing
+	natRule   *digitMatcher
 	transform string
 }
 
@@ -368,14 +409,14 @@ func newPhoneMeta(m *phonenumbers.PhoneMetadata) *phoneMeta {
 		transform: m.GetNationalPrefixTransformRule(),
 	}
 	var err error
-	if pm.idd, err = regexp.Compile(m.GetInternationalPrefix()); err != nil {
+	if pm.idd, err = newDigitMatcher(m.GetInternationalPrefix(), true); err != nil {
 		return nil
 	}
-	if pm.natRule, err = regexp.Compile("^(?:" + m.GetGeneralDesc().GetNationalNumberPattern() + ")$"); err != nil {
+	if pm.natRule, err = newDigitMatcher("^(?:"+m.GetGeneralDesc().GetNationalNumberPattern()+")$", false); err != nil {
 		return nil
 	}
 	if p := m.GetNationalPrefixForParsing(); p != "" {
-		if pm.natPrefix, err = regexp.Compile("^(?:" + p + ")"); err != nil {
+		if pm.natPrefix, err = newDigitMatcher("^(?:"+p+")", true); err != nil {
 			return nil
 		}
 	}
@@ -388,20 +429,41 @@ func (pm *phoneMeta) stripNationalPrefix(num string) string {
 	if num == "" || pm.natPrefix == nil {
 		return num
 	}
-	groups := pm.natPrefix.FindStringSubmatchIndex(num)
+	if pm.transform == "" {
+		// Without a transform rule only the end of the match matters:
+		// the table gives it without regexp's submatch machinery.
+		end := pm.natPrefix.prefixEnd(num)
+		if end < 0 {
+			return num
+		}
+		if pm.natRule.match(num) && !pm.natRule.match(num[end:]) {
+			return num
+		}
+		return num[end:]
+	}
+	// A copy keeps num on the caller's stack: regexp's machines retain
+	// their input.
+	return pm.stripWithTransform(strings.Clone(num))
+}
+
+// stripWithTransform is stripNationalPrefix for metadata with a national
+// prefix transform rule, through regexp.
+func (pm *phoneMeta) stripWithTransform(num string) string {
+	re := pm.natPrefix.re
+	groups := re.FindStringSubmatchIndex(num)
 	if groups == nil {
 		return num
 	}
-	viable := pm.natRule.MatchString(num)
+	viable := pm.natRule.match(num)
 	n := len(groups)/2 - 1
-	if pm.transform == "" || groups[n*2] < 0 {
-		if viable && !pm.natRule.MatchString(num[groups[1]:]) {
+	if groups[n*2] < 0 {
+		if viable && !pm.natRule.match(num[groups[1]:]) {
 			return num
 		}
 		return num[groups[1]:]
 	}
-	t := pm.natPrefix.ReplaceAllString(num, pm.transform)
-	if viable && !pm.natRule.MatchString(t) {
+	t := re.ReplaceAllString(num, pm.transform)
+	if viable && !pm.natRule.match(t) {
 		return num
 	}
 	return t
