@@ -175,22 +175,50 @@ func (h Hash) String() string { return hex.EncodeToString(h[:]) }
 
 // Hash returns the digest of c. Each field is length-prefixed so that no two
 // different contacts share an input.
+//
+// Every record pays for it: the input is written into a stack buffer by
+// hand, as strconv.AppendInt and append cost as much as the digest's
+// compression itself; appendBinary takes over from the first field that
+// does not fit the shortcut.
 func (c *Contact) Hash() Hash {
 	var buf [512]byte
-	b := c.appendBinary(buf[:0])
-	sum := sha256.Sum256(b)
-	var h Hash
-	copy(h[:], sum[:16])
-	return h
+	n := 0
+	for i := range c {
+		v := c[i]
+		if len(v) >= 100 || len(buf)-n < len(v)+3 {
+			return hash16(c.appendBinary(buf[:n], i))
+		}
+		if len(v) < 10 {
+			buf[n] = byte('0' + len(v))
+			buf[n+1] = ':'
+			n += 2
+		} else {
+			buf[n] = byte('0' + len(v)/10)
+			buf[n+1] = byte('0' + len(v)%10)
+			buf[n+2] = ':'
+			n += 3
+		}
+		n += copy(buf[n:], v)
+	}
+	return hash16(buf[:n])
 }
 
-func (c *Contact) appendBinary(b []byte) []byte {
-	for _, v := range c {
+// appendBinary appends the hash input of the fields from the first on.
+func (c *Contact) appendBinary(b []byte, first int) []byte {
+	for _, v := range c[first:] {
 		b = strconv.AppendInt(b, int64(len(v)), 10)
 		b = append(b, ':')
 		b = append(b, v...)
 	}
 	return b
+}
+
+// hash16 is the first half of b's SHA-256 digest.
+func hash16(b []byte) Hash {
+	sum := sha256.Sum256(b)
+	var h Hash
+	copy(h[:], sum[:16])
+	return h
 }
 
 // Marshal encodes c for storage: a JSON array of its fields in template
