@@ -332,6 +332,30 @@ func fieldValue(r *Record, pos []int32, a int) string {
 	return strings.TrimSpace(r.Values[p])
 }
 
+// cleanAttr is cleanValue(f, fieldValue(r, pos, a)) in one pass over the
+// value when it is printable ASCII, where the only white space to trim is
+// the space.
+func cleanAttr(f Field, r *Record, pos []int32, a int) (string, error) {
+	p := pos[a]
+	if p < 0 || int(p) >= len(r.Values) {
+		return "", nil
+	}
+	v := r.Values[p]
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < 0x20 || c >= 0x7f {
+			return cleanValue(f, strings.TrimSpace(v))
+		}
+	}
+	i, j := 0, len(v)
+	for i < j && v[i] == ' ' {
+		i++
+	}
+	for j > i && v[j-1] == ' ' {
+		j--
+	}
+	return v[i:j], nil
+}
+
 // eval renders t over r for field f and cleans the result.
 func (e *evaluator) eval(f Field, t *tmpl, r *Record, pos []int32) (string, error) {
 	var s string
@@ -349,7 +373,7 @@ func (e *evaluator) eval(f Field, t *tmpl, r *Record, pos []int32) (string, erro
 		if p := t.parts[0]; p.attr < 0 {
 			s = p.text
 		} else {
-			s = fieldValue(r, pos, p.attr)
+			return cleanAttr(f, r, pos, p.attr)
 		}
 	default:
 		n := 0

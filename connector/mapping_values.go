@@ -176,7 +176,7 @@ func cleanSlow(f Field, s string) (string, error) {
 			breaks = true
 		case r < 0x20 || r >= 0x7f && r <= 0x9f:
 			return "", reject(f, "control character %U in %s", r, quoteValue(s))
-		case unicode.Is(unicode.Bidi_Control, r):
+		case r >= 0x61c && unicode.Is(unicode.Bidi_Control, r): // U+061C is the first
 			// An override makes a name display as another one (spoofing).
 			return "", reject(f, "bidirectional control character %U in %s", r, quoteValue(s))
 		}

@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/nyaruka/phonenumbers"
 )
@@ -127,7 +128,7 @@ func fastE164(v, region string) (string, bool) {
 	// nat is the national significant number as Parse would store it:
 	// its leading zeros become ItalianLeadingZero/NumberOfLeadingZeros and
 	// GetNationalSignificantNumber gives nat back, so E.164 is "+" cc nat.
-	valid, ok := fastValid(cc, nat)
+	valid, ok := fastValid(cc, nat, meta)
 	if !ok || !valid {
 		return "", false
 	}
@@ -137,9 +138,16 @@ func fastE164(v, region string) (string, bool) {
 // fastValid is phonenumbers.IsValidNumber for the number +cc nsn, with the
 // patterns compiled once rather than concatenated and looked up in
 // phonenumbers' regexp cache on every call. ok=false means it cannot tell.
-func fastValid(cc int, nsn string) (valid, ok bool) {
+// hint, when not nil, is metadata likely to be the number's: what it holds
+// spares map look-ups.
+func fastValid(cc int, nsn string, hint *phoneMeta) (valid, ok bool) {
 	// GetRegionCodeForNumber
-	regions := phonenumbers.GetRegionCodesForCountryCode(cc)
+	var regions []string
+	if hint != nil && hint.cc == cc {
+		regions = hint.regions
+	} else {
+		regions = phonenumbers.GetRegionCodesForCountryCode(cc)
+	}
 	var region string
 	switch len(regions) {
 	case 0:
@@ -170,6 +178,15 @@ func fastValid(cc int, nsn string) (valid, ok bool) {
 			if t = phoneTypesFor(m); t == nil {
 				return false, false
 			}
+		}
+	} else if hint != nil && hint.id != "" && hint.id == region {
+		// hint is the metadata of a supported region: phoneTypesForRegion
+		// would find the same.
+		if t = hint.types; t == nil {
+			return false, false
+		}
+		if int(t.cc) != cc {
+			return false, true
 		}
 	} else if region != "" && phonenumbers.GetSupportedRegions()[region] {
 		if t = phoneTypesForRegion(region); t == nil {
@@ -332,6 +349,9 @@ func newPhoneTypes(m *phonenumbers.PhoneMetadata) *phoneTypes {
 // patterns phonenumbers uses.
 type phoneMeta struct {
 	meta      *phonenumbers.PhoneMetadata
+	id        string // the region, "" for a non-geographical calling code
+	regions   []string
+	types     *phoneTypes // nil if unusable
 	cc        int
 	ccStr     string
 	idd       *digitMatcher // unanchored, as parsePrefixAsIdd uses it
@@ -344,8 +364,17 @@ var (
 	phoneMetaOnce   sync.Once
 	phoneMetaByID   map[string]*phonenumbers.PhoneMetadata
 	phoneMetaNonGeo map[int]*phonenumbers.PhoneMetadata
-	phoneMetaCache  sync.Map // region or "+cc" -> *phoneMeta (nil if unusable)
+	phoneMetaCache  sync.Map // region -> *phoneMetaEntry (pm nil if unusable)
+	phoneMetaByCC   [1000]atomic.Pointer[phoneMetaEntry]
+	// phoneMetaLast is the last region looked up: a job has one, and a
+	// pointer and a string comparison cost less than sync.Map's hashing.
+	phoneMetaLast atomic.Pointer[phoneMetaEntry]
 )
+
+type phoneMetaEntry struct {
+	region string
+	pm     *phoneMeta
+}
 
 func loadPhoneMetadata() {
 	phoneMetaByID = map[string]*phonenumbers.PhoneMetadata{}
@@ -365,8 +394,12 @@ func loadPhoneMetadata() {
 }
 
 func phoneMetaForRegion(region string) *phoneMeta {
-	if pm, ok := phoneMetaCache.Load(region); ok {
-		return pm.(*phoneMeta)
+	if e := phoneMetaLast.Load(); e != nil && e.region == region {
+		return e.pm
+	}
+	if e, ok := phoneMetaCache.Load(region); ok {
+		phoneMetaLast.Store(e.(*phoneMetaEntry))
+		return e.(*phoneMetaEntry).pm
 	}
 	phoneMetaOnce.Do(loadPhoneMetadata)
 	var m *phonenumbers.PhoneMetadata
@@ -374,16 +407,18 @@ func phoneMetaForRegion(region string) *phoneMeta {
 		m = phoneMetaByID[region]
 	}
 	pm := newPhoneMeta(m)
-	phoneMetaCache.Store(region, pm)
+	phoneMetaCache.Store(region, &phoneMetaEntry{region: region, pm: pm})
 	return pm
 }
 
 // phoneMetaForCallingCode is getMetadataForRegionOrCallingCode for the
 // main region of a calling code.
 func phoneMetaForCallingCode(cc int) *phoneMeta {
-	key := "+" + strconv.Itoa(cc)
-	if pm, ok := phoneMetaCache.Load(key); ok {
-		return pm.(*phoneMeta)
+	if cc < 0 || cc >= len(phoneMetaByCC) {
+		return nil // calling codes have at most three digits
+	}
+	if e := phoneMetaByCC[cc].Load(); e != nil {
+		return e.pm
 	}
 	phoneMetaOnce.Do(loadPhoneMetadata)
 	var m *phonenumbers.PhoneMetadata
@@ -393,7 +428,7 @@ func phoneMetaForCallingCode(cc int) *phoneMeta {
 		m = phoneMetaByID[r]
 	}
 	pm := newPhoneMeta(m)
-	phoneMetaCache.Store(key, pm)
+	phoneMetaByCC[cc].Store(&phoneMetaEntry{pm: pm})
 	return pm
 }
 
@@ -404,9 +439,15 @@ func newPhoneMeta(m *phonenumbers.PhoneMetadata) *phoneMeta {
 	}
 	pm := &phoneMeta{
 		meta:      m,
+		id:        m.GetId(),
+		regions:   phonenumbers.GetRegionCodesForCountryCode(int(m.GetCountryCode())),
+		types:     phoneTypesFor(m),
 		cc:        int(m.GetCountryCode()),
 		ccStr:     strconv.Itoa(int(m.GetCountryCode())),
 		transform: m.GetNationalPrefixTransformRule(),
+	}
+	if pm.id == "001" {
+		pm.id = ""
 	}
 	var err error
 	if pm.idd, err = newDigitMatcher(m.GetInternationalPrefix(), true); err != nil {
