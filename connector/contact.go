@@ -184,23 +184,32 @@ func (c *Contact) Hash() Hash {
 	var buf [512]byte
 	n := 0
 	for i := range c {
-		v := c[i]
-		if len(v) >= 100 || len(buf)-n < len(v)+3 {
+		next := putField(buf[:], n, c[i])
+		if next < 0 {
 			return hash16(c.appendBinary(buf[:n], i))
 		}
-		if len(v) < 10 {
-			buf[n] = byte('0' + len(v))
-			buf[n+1] = ':'
-			n += 2
-		} else {
-			buf[n] = byte('0' + len(v)/10)
-			buf[n+1] = byte('0' + len(v)%10)
-			buf[n+2] = ':'
-			n += 3
-		}
-		n += copy(buf[n:], v)
+		n = next
 	}
 	return hash16(buf[:n])
+}
+
+// putField writes len(s) in decimal, ':' and s into b at n and returns the
+// new end, as strconv.AppendInt and two appends would, but only for s
+// shorter than 100 bytes that fits: it returns -1 otherwise. Small enough
+// to be inlined.
+func putField(b []byte, n int, s string) int {
+	l := len(s)
+	if l >= 100 || len(b)-n < l+3 {
+		return -1
+	}
+	if l >= 10 {
+		b[n] = byte('0' + l/10)
+		n++
+		l %= 10
+	}
+	b[n] = byte('0' + l)
+	b[n+1] = ':'
+	return n + 2 + copy(b[n+2:], s)
 }
 
 // appendBinary appends the hash input of the fields from the first on.

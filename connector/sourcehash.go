@@ -1,7 +1,6 @@
 package connector
 
 import (
-	"crypto/sha256"
 	"runtime/debug"
 	"strconv"
 	"sync"
@@ -43,12 +42,7 @@ func (w *hashWriter) str(s string) {
 	w.buf = append(w.buf, s...)
 }
 
-func (w *hashWriter) sum() Hash {
-	s := sha256.Sum256(w.buf)
-	var h Hash
-	copy(h[:], s[:16])
-	return h
-}
+func (w *hashWriter) sum() Hash { return hash16(w.buf) }
 
 // fingerprint digests everything of the configuration that Apply's result
 // depends on.
@@ -84,7 +78,42 @@ func (m *Mapping) Fingerprint() Hash { return m.fingerprint }
 // order. Equal source hashes map to equal contacts, so a record whose
 // source hash is the stored one need not be mapped again. Origin is left
 // out: templates cannot read it.
+//
+// Every record pays for it, so the input is written into a stack buffer by
+// hand (putField); a record with a value of 100 bytes or more, or more than
+// the buffer holds, takes sourceHashAppend, which writes the same bytes.
 func (m *Mapping) SourceHash(r *Record) Hash {
+	var buf [1024]byte
+	n := copy(buf[:], m.fingerprint[:])
+	n = putField(buf[:], n, r.Key)
+	if n < 0 || len(r.Names) >= 100 {
+		return m.sourceHashAppend(r)
+	}
+	// The key is under 100 bytes: the buffer has room for this.
+	if len(r.Names) >= 10 {
+		buf[n] = byte('0' + len(r.Names)/10)
+		n++
+	}
+	buf[n] = byte('0' + len(r.Names)%10)
+	buf[n+1] = ';'
+	n += 2
+	for i, name := range r.Names {
+		v := ""
+		if i < len(r.Values) {
+			v = r.Values[i]
+		}
+		if n = putField(buf[:], n, name); n < 0 {
+			return m.sourceHashAppend(r)
+		}
+		if n = putField(buf[:], n, v); n < 0 {
+			return m.sourceHashAppend(r)
+		}
+	}
+	return hash16(buf[:n])
+}
+
+// sourceHashAppend is SourceHash for any record.
+func (m *Mapping) sourceHashAppend(r *Record) Hash {
 	var stack [1024]byte
 	w := hashWriter{buf: stack[:0]}
 	w.buf = append(w.buf, m.fingerprint[:]...)
