@@ -204,3 +204,79 @@ func TestDigitMatchersAgainstMetadata(t *testing.T) {
 	}
 	t.Logf("%d metadata, %d patterns without a table, %d without a product table", len(coll.GetMetadata()), noTable, noProduct)
 }
+
+// metadataPatterns lists every pattern fastE164 compiles into a table,
+// anchored as it anchors them, with whether the table is ordered.
+func metadataPatterns(t testing.TB) []struct {
+	expr    string
+	ordered bool
+} {
+	coll, err := phonenumbers.MetadataCollection()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []struct {
+		expr    string
+		ordered bool
+	}
+	add := func(expr string, ordered bool) {
+		if expr != "" && expr != "^(?:)" && expr != "^(?:)$" {
+			out = append(out, struct {
+				expr    string
+				ordered bool
+			}{expr, ordered})
+		}
+	}
+	for _, m := range coll.GetMetadata() {
+		add(m.GetInternationalPrefix(), true)
+		if p := m.GetNationalPrefixForParsing(); p != "" {
+			add("^(?:"+p+")", true)
+		}
+		if ld := m.GetLeadingDigits(); ld != "" {
+			add("^(?:"+ld+")", false)
+		}
+		for _, d := range []*phonenumbers.PhoneNumberDesc{
+			m.GetGeneralDesc(), m.GetPremiumRate(), m.GetTollFree(), m.GetSharedCost(), m.GetVoip(),
+			m.GetPersonalNumber(), m.GetPager(), m.GetUan(), m.GetVoicemail(), m.GetFixedLine(), m.GetMobile(),
+		} {
+			if d != nil && d.GetNationalNumberPattern() != "" {
+				add("^(?:"+d.GetNationalNumberPattern()+")$", false)
+			}
+		}
+	}
+	return out
+}
+
+// FuzzDigitMatcher compares the tables of phonenumbers' patterns with
+// regexp on arbitrary input: match for anchored patterns, and the match
+// end of ordered tables.
+func FuzzDigitMatcher(f *testing.F) {
+	pats := metadataPatterns(f)
+	matchers := make([]*digitMatcher, len(pats))
+	for _, s := range []string{"0", "00", "011", "0123456789", "33123456789", "180020123", "8101234", "0011441234", "12a4"} {
+		f.Add(s, uint16(0))
+		f.Add(s, uint16(1234))
+	}
+	f.Fuzz(func(t *testing.T, s string, idx uint16) {
+		i := int(idx) % len(pats)
+		p := pats[i]
+		if matchers[i] == nil {
+			m, err := newDigitMatcher(p.expr, p.ordered)
+			if err != nil {
+				t.Fatal(err)
+			}
+			matchers[i] = m
+		}
+		m := matchers[i]
+		if strings.HasPrefix(p.expr, "^") {
+			if got, want := m.match(s), m.re.MatchString(s); got != want {
+				t.Fatalf("%q: match(%q) = %v, regexp %v", p.expr, s, got, want)
+			}
+		}
+		if p.ordered {
+			if got, want := m.prefixEnd(s), regexpPrefixEnd(m.re, s); got != want {
+				t.Fatalf("%q: prefixEnd(%q) = %d, regexp %d", p.expr, s, got, want)
+			}
+		}
+	})
+}

@@ -5,7 +5,10 @@ import (
 	"testing"
 )
 
-var fuzzPhoneRegions = []string{"FR", "US", "GB", "DE", "", "fr", "CA", "IT", "XX"}
+// AR, BR, JP have national prefix transform rules (the regexp path), AU
+// and BR IDDs with alternatives and AU, JP national prefixes with several
+// (leftmost-first match ends).
+var fuzzPhoneRegions = []string{"FR", "US", "GB", "DE", "", "fr", "CA", "IT", "XX", "AR", "BR", "MX", "AU", "RU", "JP"}
 
 // FuzzNormalizePhoneFast checks that NormalizePhone, with its fast path,
 // returns exactly what normalizePhoneSlow (phonenumbers.Parse) returns:
