@@ -179,7 +179,7 @@ func (p *pull) full(ctx context.Context, res *connector.PullResult) error {
 			next = nil
 		}
 	}
-	err := p.paged(ctx, "search", p.s.cfg.BaseDN, p.s.cfg.Filter, p.attrs, nil, p.entry)
+	err := p.pagedLean(ctx, "search", p.s.cfg.BaseDN, p.s.cfg.Filter, p.attrs)
 	if errors.Is(err, errLimit) {
 		return nil
 	}
