@@ -4,9 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/contactsync/contactsync/connector"
 	"github.com/contactsync/contactsync/sources/ldap/ldaptest"
@@ -175,5 +179,79 @@ func TestLeanCancel(t *testing.T) {
 	}
 	if res.Complete || -e.n >= 1200-10 {
 		t.Errorf("Complete=%v after %d records: the cancelled pull went on", res.Complete, 10-e.n)
+	}
+}
+
+// swallowProxy forwards connections to target, except that on the second
+// one (the lean search connection) it passes only the client's first
+// message (the bind) and swallows the rest: the server never hears the
+// search, so the client waits for an answer that does not come.
+func swallowProxy(t *testing.T, target string) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for n := 1; ; n++ {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c, up)
+			mu.Unlock()
+			wg.Add(2)
+			go func() { defer wg.Done(); io.Copy(c, up) }()
+			go func(swallow bool) {
+				defer wg.Done()
+				if !swallow {
+					io.Copy(up, c)
+					return
+				}
+				f := newFramer(c)
+				for i := 0; ; i++ {
+					msg, err := f.next()
+					if err != nil {
+						return
+					}
+					if i == 0 {
+						up.Write(msg)
+					}
+				}
+			}(n == 2)
+		}
+	}()
+	return "ldap://" + ln.Addr().String()
+}
+
+func TestLeanTimeout(t *testing.T) {
+	s := slapd(t)
+	cfg := readerConfig(t, s, people)
+	cfg.URL, cfg.StartTLS, cfg.CAFile = swallowProxy(t, strings.TrimPrefix(s.URL, "ldap://")), false, ""
+	cfg.Timeout = 300 * time.Millisecond
+	src, _ := open(t, cfg)
+	_, err := src.Pull(context.Background(), connector.PullRequest{Attributes: mapped, Full: true}, newRecorder())
+	want := "ldap: search on " + cfg.URL + ": no answer from the server for 300ms (timeout)"
+	if err == nil || err.Error() != want {
+		t.Errorf("error = %v\nwant %s", err, want)
 	}
 }
