@@ -6,9 +6,10 @@ package ldap
 // per entry, and the garbage cost as much again in GC. Entries are the whole
 // volume of a full pull, so they are decoded here straight from the bytes
 // as they sit in the read buffer, on the consumer's goroutine: one string
-// per entry, with the DN and values as substrings of it. Requests, results
-// and controls are one per page, and go-ldap and go-asn1-ber encode and
-// decode them.
+// per entry, with the DN and values as substrings of it (6 µs and 2
+// allocations per entry in the same benchmark, slapd's share included).
+// Requests, results and controls are one per page, and go-ldap and
+// go-asn1-ber encode and decode them.
 
 import (
 	"bufio"
@@ -488,6 +489,10 @@ func (s *Source) dialWire(ctx context.Context) (*wireConn, error) {
 
 // send writes one request with the next message ID.
 func (c *wireConn) send(op *ber.Packet, controls []goldap.Control) (int64, error) {
+	return c.sendWithin(op, controls, c.timeout)
+}
+
+func (c *wireConn) sendWithin(op *ber.Packet, controls []goldap.Control, timeout time.Duration) (int64, error) {
 	c.id++
 	pkt := ber.Encode(ber.ClassUniversal, ber.TypeConstructed, ber.TagSequence, nil, "LDAP Request")
 	pkt.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagInteger, c.id, "MessageID"))
@@ -499,7 +504,7 @@ func (c *wireConn) send(op *ber.Packet, controls []goldap.Control) (int64, error
 		}
 		pkt.AppendChild(cp)
 	}
-	if err := c.nc.SetWriteDeadline(time.Now().Add(c.timeout)); err != nil {
+	if err := c.nc.SetWriteDeadline(time.Now().Add(timeout)); err != nil {
 		return 0, err
 	}
 	_, err := c.nc.Write(pkt.Bytes())
@@ -603,7 +608,6 @@ func (c *wireConn) search(base, filter string, attrs []string, controls []goldap
 // close unbinds (best effort: the server may be gone) and closes.
 func (c *wireConn) close() {
 	c.stop()
-	c.nc.SetWriteDeadline(time.Now().Add(time.Second))
-	c.send(ber.Encode(ber.ClassApplication, ber.TypePrimitive, goldap.ApplicationUnbindRequest, nil, "Unbind Request"), nil)
+	c.sendWithin(ber.Encode(ber.ClassApplication, ber.TypePrimitive, goldap.ApplicationUnbindRequest, nil, "Unbind Request"), nil, time.Second)
 	c.nc.Close()
 }
