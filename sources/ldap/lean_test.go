@@ -255,3 +255,40 @@ func TestLeanTimeout(t *testing.T) {
 		t.Errorf("error = %v\nwant %s", err, want)
 	}
 }
+
+// TestLeanReferrals: a reference inside the base is skipped (and logged),
+// a base that is itself a referral is an error, as on go-ldap's path.
+func TestLeanReferrals(t *testing.T) {
+	s := slapd(t)
+	base := makeOU(t, s)
+	c, err := s.Conn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	elsewhere := "ou=elsewhere," + base
+	req := goldap.NewAddRequest(elsewhere, nil)
+	req.Attribute("objectClass", []string{"referral", "extensibleObject"})
+	req.Attribute("ou", []string{"elsewhere"})
+	req.Attribute("ref", []string{"ldap://other.example/" + elsewhere})
+	if err := c.Add(req); err != nil {
+		t.Fatalf("add %s: %v", elsewhere, err)
+	}
+
+	t.Run("reference inside the base", func(t *testing.T) {
+		src, lb := open(t, readerConfig(t, s, base))
+		lean, ref := pullBoth(t, src, connector.PullRequest{Attributes: []string{"cn"}})
+		checkSame(t, lean, ref, 5)
+		if !strings.Contains(lb.String(), "search reference skipped") || !strings.Contains(lb.String(), "ldap://other.example/") {
+			t.Errorf("the log lacks the skipped reference:\n%s", lb)
+		}
+	})
+	t.Run("base is a referral", func(t *testing.T) {
+		src, _ := open(t, readerConfig(t, s, elsewhere))
+		_, err := src.Pull(context.Background(), connector.PullRequest{Attributes: []string{"cn"}, Full: true}, newRecorder())
+		want := fmt.Sprintf("ldap: search on %s: the server refers base DN %q to another server (LDAP result 10)", s.URL, elsewhere)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error = %v\nwant it to contain %s", err, want)
+		}
+	})
+}
