@@ -141,6 +141,43 @@ func TestActiveDirectory(t *testing.T) {
 		t.Errorf("incremental population differs from a full pull:\n got %v\nwant %v", got, want)
 	}
 
+	t.Run("lean matches go-ldap", func(t *testing.T) {
+		diff := "OU=Diff," + ad.BaseDN
+		for _, e := range []struct {
+			dn    string
+			attrs map[string][]string
+		}{
+			{diff, map[string][]string{"objectClass": {"top", "organizationalUnit"}, "ou": {"Diff"}}},
+			{"CN=Zoë Binary," + diff, contact("Zoë Binary", map[string][]string{"otherTelephone": {"+33 1 11 11 11 11", "+33 1 11 11 11 12"},
+				"thumbnailPhoto": {"\xff\xd8\xff\xe0\x00\x10JFIF"}, "info": {"Ünïcödé ñ"}, "company": {"Société Générale"}})},
+			{"CN=Plain," + diff, contact("Plain", nil)},
+		} {
+			req := goldap.NewAddRequest(e.dn, nil)
+			for k, v := range e.attrs {
+				req.Attribute(k, v)
+			}
+			if err := c.Add(req); err != nil {
+				t.Fatalf("add %s: %v", e.dn, err)
+			}
+		}
+		dcfg := cfg
+		dcfg.BaseDN = diff
+		dsrc, _ := open(t, dcfg)
+		for _, req := range []connector.PullRequest{
+			{AllAttributes: true},
+			{Attributes: []string{"CN", "othertelephone", "ThumbnailPhoto", "info", "company", "objectSid"}},
+		} {
+			lean, ref := pullBoth(t, dsrc, req)
+			checkSame(t, lean, ref, 2)
+			all := strings.Join(lean, "\n")
+			for _, w := range []string{`thumbnailphoto="ffd8ffe000104a464946"`, `othertelephone="+33 1 11 11 11 11"`, `info="Ünïcödé ñ"`} {
+				if !strings.Contains(all, w) {
+					t.Errorf("no event holds %s:\n%s", w, all)
+				}
+			}
+		}
+	})
+
 	// A cursor from another DC (or a restored one) means a full pull.
 	other := strings.Replace(string(res1.Cursor), `"server":"`, `"server":"0`, 1)
 	res2, r2 := doPull(t, src, connector.PullRequest{Cursor: []byte(other), Attributes: attrs})

@@ -167,8 +167,9 @@ func (p *pull) incremental(ctx context.Context, cur *cursor, res *connector.Pull
 	return false, nil
 }
 
-// full reads everything with a paged search. The incremental cursor is
-// taken before the search, so that a change made while it runs is read
+// full reads everything with a paged search, over the lean client of
+// wire.go (the entries are most of a run's volume). The incremental cursor
+// is taken before the search, so that a change made while it runs is read
 // again next time rather than missed.
 func (p *pull) full(ctx context.Context, res *connector.PullResult) error {
 	var next *cursor
@@ -179,7 +180,7 @@ func (p *pull) full(ctx context.Context, res *connector.PullResult) error {
 			next = nil
 		}
 	}
-	err := p.paged(ctx, "search", p.s.cfg.BaseDN, p.s.cfg.Filter, p.attrs, nil, p.entry)
+	err := p.pagedLean(ctx, "search", p.s.cfg.BaseDN, p.s.cfg.Filter, p.attrs)
 	if errors.Is(err, errLimit) {
 		return nil
 	}

@@ -84,21 +84,27 @@ func (s *Source) tlsConfig() (*tls.Config, error) {
 	return tc, nil
 }
 
-// connect dials, secures and binds. The password is read here, on every
-// run, so that a rotated password file takes effect without a restart.
-func (s *Source) connect(ctx context.Context) (*goldap.Conn, error) {
-	where := s.displayURL()
-	if s.cfg.InsecureSkipVerify && (s.cfg.StartTLS || strings.HasPrefix(strings.ToLower(s.cfg.URL), "ldaps:")) {
-		s.log.Warn("ldap: insecure_skip_verify is set: the server's certificate is not checked, so anyone on the path can read the bind password", "url", where)
-	}
+// credentials reads the bind password and makes the TLS configuration.
+// The password is read on every connection, so that a rotated password
+// file takes effect without a restart.
+func (s *Source) credentials() (connector.Secret, *tls.Config, error) {
 	var pw connector.Secret
 	if s.cfg.BindDN != "" {
 		var err error
 		if pw, err = connector.ReadSecretFile(s.cfg.BindPasswordFile); err != nil {
-			return nil, fmt.Errorf("ldap: bind_password_file: %w", err)
+			return pw, nil, fmt.Errorf("ldap: bind_password_file: %w", err)
 		}
 	}
 	tc, err := s.tlsConfig()
+	return pw, tc, err
+}
+
+// connect dials, secures and binds.
+func (s *Source) connect(ctx context.Context) (*goldap.Conn, error) {
+	if s.cfg.InsecureSkipVerify && (s.cfg.StartTLS || strings.HasPrefix(strings.ToLower(s.cfg.URL), "ldaps:")) {
+		s.log.Warn("ldap: insecure_skip_verify is set: the server's certificate is not checked, so anyone on the path can read the bind password", "url", s.displayURL())
+	}
+	pw, tc, err := s.credentials()
 	if err != nil {
 		return nil, err
 	}
@@ -117,7 +123,7 @@ func (s *Source) connect(ctx context.Context) (*goldap.Conn, error) {
 	if s.cfg.StartTLS {
 		if err := conn.StartTLS(tc); err != nil {
 			conn.Close()
-			return nil, fmt.Errorf("ldap: StartTLS with %s failed (is ca_file the CA that signed the server's certificate?): %w", where, err)
+			return nil, s.startTLSError(err)
 		}
 	}
 	if s.cfg.BindDN != "" {
@@ -127,12 +133,21 @@ func (s *Source) connect(ctx context.Context) (*goldap.Conn, error) {
 	}
 	if err != nil {
 		conn.Close()
-		if goldap.IsErrorWithCode(err, goldap.LDAPResultInvalidCredentials) {
-			return nil, fmt.Errorf("ldap: bind to %s as %q: invalid credentials (LDAP result 49): check bind_dn and bind_password_file: %w", where, s.cfg.BindDN, err)
-		}
-		return nil, fmt.Errorf("ldap: bind to %s as %q: %w", where, s.cfg.BindDN, err)
+		return nil, s.bindError(err)
 	}
 	return conn, nil
+}
+
+func (s *Source) startTLSError(err error) error {
+	return fmt.Errorf("ldap: StartTLS with %s failed (is ca_file the CA that signed the server's certificate?): %w", s.displayURL(), err)
+}
+
+func (s *Source) bindError(err error) error {
+	where := s.displayURL()
+	if goldap.IsErrorWithCode(err, goldap.LDAPResultInvalidCredentials) {
+		return fmt.Errorf("ldap: bind to %s as %q: invalid credentials (LDAP result 49): check bind_dn and bind_password_file: %w", where, s.cfg.BindDN, err)
+	}
+	return fmt.Errorf("ldap: bind to %s as %q: %w", where, s.cfg.BindDN, err)
 }
 
 func (s *Source) connError(err error) error {

@@ -1,0 +1,130 @@
+package ldap
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+
+	goldap "github.com/go-ldap/ldap/v3"
+)
+
+// pagedLean is paged (RFC 2696) over a lean connection of its own (see
+// wire.go), for the entries of a full pull: each entry is decoded from the
+// read buffer and emitted through p.entry's rules on this goroutine, and
+// the next page is asked for as soon as the previous one is done.
+func (p *pull) pagedLean(ctx context.Context, what, base, filter string, attrs []string) error {
+	c, err := p.s.dialWire(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	dec := newEntryDecoder(p.key)
+	paging := goldap.NewControlPaging(uint32(p.s.cfg.PageSize))
+	for {
+		id, err := c.search(base, filter, attrs, []goldap.Control{paging})
+		if err != nil {
+			return p.wireError(ctx, what, err)
+		}
+		cookie, err := p.leanPage(ctx, c, dec, what, id)
+		if err != nil {
+			return err
+		}
+		p.pages++
+		if len(cookie) == 0 {
+			p.s.log.Debug("ldap: "+what+" done", "url", p.s.displayURL(), "pages", p.pages, "records", p.n)
+			return nil
+		}
+		paging.SetCookie(cookie)
+	}
+}
+
+// leanPage reads one page's answers up to its SearchResultDone and returns
+// the paging cookie.
+func (p *pull) leanPage(ctx context.Context, c *wireConn, dec *entryDecoder, what string, id int64) ([]byte, error) {
+	where := p.s.displayURL()
+	for {
+		msg, err := c.f.next()
+		if err != nil {
+			return nil, p.wireError(ctx, what, err)
+		}
+		m, err := parseMessage(msg)
+		if err != nil {
+			return nil, fmt.Errorf("ldap: %s on %s: %w", what, where, err)
+		}
+		if m.id != id {
+			return nil, fmt.Errorf("ldap: %s on %s: %w", what, where, unexpected(m))
+		}
+		switch m.op {
+		case tagSearchEntry:
+			if err := p.leanEntry(dec, m.body); err != nil {
+				return nil, err
+			}
+		case tagSearchReference:
+			ref := ""
+			if _, s, e, err := element(m.body, 0); err == nil {
+				ref = string(m.body[s:e])
+			}
+			p.s.log.Debug("ldap: search reference skipped", "url", where, "referral", ref)
+		case tagSearchDone:
+			if err := resultError(m.body); err != nil {
+				if goldap.IsErrorWithCode(err, goldap.LDAPResultReferral) {
+					// The base itself lives elsewhere: reading nothing would
+					// look like an empty directory, so it is an error.
+					return nil, fmt.Errorf("ldap: %s on %s: the server refers base DN %q to another server (LDAP result 10); point url at the server that holds it: %w", what, where, p.s.cfg.BaseDN, err)
+				}
+				return nil, p.s.searchError(what, err)
+			}
+			controls, err := decodeControls(m.controls)
+			if err != nil {
+				return nil, fmt.Errorf("ldap: %s on %s: response controls: %w", what, where, err)
+			}
+			if pc, ok := goldap.FindControl(controls, goldap.ControlTypePaging).(*goldap.ControlPaging); ok {
+				return pc.Cookie, nil
+			}
+			return nil, nil
+		default:
+			return nil, fmt.Errorf("ldap: %s on %s: %w", what, where, unexpected(m))
+		}
+	}
+}
+
+// leanEntry is entry for an entry still in its wire form.
+func (p *pull) leanEntry(dec *entryDecoder, body []byte) error {
+	r := &p.rec
+	hasKey, err := dec.decode(body, r)
+	if err != nil {
+		return fmt.Errorf("ldap: search on %s: entry: %w", p.s.displayURL(), err)
+	}
+	if !hasKey {
+		return p.emit.Reject("", r.Origin, fmt.Sprintf("entry %q has no %s attribute (the key)", r.Origin, p.key))
+	}
+	if err := p.emit.Record(r); err != nil {
+		return err
+	}
+	p.n++
+	if p.limit > 0 && p.n >= p.limit {
+		return errLimit
+	}
+	return nil
+}
+
+// wireError explains a failed read or write during a search, as stream
+// does for go-ldap: the context's end, the idle timeout, or a connection
+// that ended before the search did (never a search that looks complete).
+func (p *pull) wireError(ctx context.Context, what string, err error) error {
+	where := p.s.displayURL()
+	var ne net.Error
+	switch {
+	case ctx.Err() != nil:
+		return fmt.Errorf("ldap: %s on %s: %w", what, where, ctx.Err())
+	case errors.As(err, &ne) && ne.Timeout():
+		return fmt.Errorf("ldap: %s on %s: no answer from the server for %v (timeout)", what, where, p.s.cfg.Timeout)
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return fmt.Errorf("ldap: %s on %s: the connection closed before the search ended (server stopped or restarted?)", what, where)
+	case errors.Is(err, net.ErrClosed), errors.As(err, &ne):
+		return fmt.Errorf("ldap: %s on %s: the connection closed before the search ended (server stopped or restarted?): %w", what, where, err)
+	}
+	return fmt.Errorf("ldap: %s on %s: %w", what, where, err)
+}
