@@ -267,6 +267,9 @@ func (r *runner) run(ctx context.Context) error {
 	if err := r.loadIndex(ctx); err != nil {
 		return err
 	}
+	if heapHook != nil {
+		heapHook("index")
+	}
 	var cursor []byte
 	if !r.opts.Full {
 		if cursor, err = r.e.Store.Cursor(ctx, r.job.Name); err != nil {
@@ -281,6 +284,9 @@ func (r *runner) run(ctx context.Context) error {
 	pr, err := r.job.Source.Pull(ctx, PullRequest{Cursor: cursor, Full: r.opts.Full, Attributes: attrs, AllAttributes: all}, (*emitter)(r))
 	if err == nil {
 		err = r.flushMapped()
+	}
+	if heapHook != nil {
+		heapHook("pull")
 	}
 	r.res.Run.Source = pr.Identity
 	if err != nil {
@@ -400,6 +406,11 @@ func (en *indexed) unchangedSource(src Hash) bool {
 	return en != nil && !en.src.IsZero() && en.src == src && !en.desired &&
 		(en.status == stBound || en.status == stPending)
 }
+
+// heapHook, when set (by benchmarks, before a run), is called once the
+// index is loaded ("index") and once the pull is over ("pull"), while
+// the run's structures are live, to measure them.
+var heapHook func(stage string)
 
 // mappedHook, when set (by tests, before a run), is called for every record
 // the engine maps.
