@@ -110,7 +110,7 @@ func (r *runner) finalCounts() (Counts, error) {
 }
 
 func (r *runner) silent(key string) bool {
-	en := r.index[key]
+	en := r.index.lookup(key)
 	return en != nil && en.status == stFailed
 }
 

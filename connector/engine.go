@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
-	"strings"
 	"time"
 )
 
@@ -175,8 +174,8 @@ type runner struct {
 
 	sp       *spool
 	mapper   *mapper // nil: records are mapped inline
-	index    map[string]*indexed
-	seen     map[string]mark // keys the state does not hold; the others' marks live in index
+	index    entryIndex
+	fresh    freshKeys // keys the state does not hold; the others' marks live in index
 	counts   Counts
 	complete bool
 	contact  Contact
@@ -191,24 +190,34 @@ type runner struct {
 const reasonGone = "gone from the source"
 
 // indexed is a stored entry and what this run decided for its key, in one
-// place: one map lookup per record, and no second map over a million keys.
+// place: one lookup per record.
 //
-// It holds only what the run needs of an Entry, in 80 bytes: a million
-// entries are a good part of a big job's memory.
+// It holds only what the run needs of an Entry, in 40 bytes and no
+// pointer: a million entries are a good part of a big job's memory, and
+// slabs without pointers are nothing for the collector to scan. The key is
+// in the index's key table; the UUID is not kept: the changes that need it
+// (updates, deletes) get it with their stored content (enrich).
 //
-// During the pull the map and the fields Key, UUID, Hash, src, status and
-// desired are only read, so the mapping workers read them too (to skip the
-// mapping of unchanged records); the decider writes only seen and mark.
+// During the pull the index and the fields Hash, src, status and desired
+// are only read, so the mapping workers read them too (to skip the mapping
+// of unchanged records); the decider writes only the mark's fields (each
+// its own byte or word, so that the two never write or read the same
+// memory).
 type indexed struct {
-	Key     string
-	UUID    string
 	Hash    Hash
 	src     Hash  // Entry.SourceHash
+	seq     int32 // the mark's
+	cat     uint8 // the mark's; catUnseen until the run decides on the key
+	seg     int8  // the mark's
 	status  uint8 // stBound, stPending, stFailed; 0 for anything else
 	desired bool  // content waits to be emitted (Entry.Desired is set)
-	seen    bool  // mark is set
-	mark    mark
 }
+
+func (en *indexed) seen() bool { return en.cat != catUnseen }
+
+func (en *indexed) mark() mark { return mark{cat: en.cat, seg: en.seg, seq: en.seq} }
+
+func (en *indexed) setMark(m mark) { en.cat, en.seg, en.seq = m.cat, m.seg, m.seq }
 
 const (
 	stBound uint8 = 1 + iota
@@ -218,34 +227,37 @@ const (
 
 // markOf returns what the run decided for key, if anything.
 func (r *runner) markOf(key string) (mark, bool) {
-	if en := r.index[key]; en != nil {
-		return en.mark, en.seen
+	if en := r.index.lookup(key); en != nil {
+		return en.mark(), en.seen()
 	}
-	m, ok := r.seen[key]
-	return m, ok
+	if m, ok := r.fresh.lookup(key); ok {
+		return *m, true
+	}
+	return mark{}, false
 }
 
 // setMark records what the run decided for key. A key the state does not
-// hold is copied: the seen map outlives the record, and must not pin the
-// source's row buffer (a CSV row is one string; a map assignment stores
-// the key it is given each time).
-func (r *runner) setMark(key string, m mark) {
-	if en := r.index[key]; en != nil {
-		en.mark, en.seen = m, true
-		return
+// hold is copied into the fresh keys' table, never kept as given: it must
+// not pin the source's row buffer (a CSV row is one string).
+func (r *runner) setMark(key string, m mark) error {
+	if en := r.index.lookup(key); en != nil {
+		en.setMark(m)
+		return nil
 	}
-	r.seen[strings.Clone(key)] = m
+	return r.fresh.set(key, m)
 }
 
 // mark is what a pull decided for a key.
 type mark struct {
+	seq int32
 	cat uint8
 	seg int8
-	seq int32
 }
 
 const (
-	catNone uint8 = iota
+	// catUnseen: nothing decided yet (only in indexed).
+	catUnseen uint8 = iota
+	catNone
 	catUnchanged
 	catCreate
 	catUpdate
@@ -278,7 +290,7 @@ func (r *runner) run(ctx context.Context) error {
 	}
 	attrs, all := r.job.Mapping.Attributes()
 	if w := runtime.GOMAXPROCS(0); w > 1 {
-		r.mapper = newMapper(r.job.Mapping, r.index, w)
+		r.mapper = newMapper(r.job.Mapping, &r.index, w)
 		defer r.mapper.stop()
 	}
 	pr, err := r.job.Source.Pull(ctx, PullRequest{Cursor: cursor, Full: r.opts.Full, Attributes: attrs, AllAttributes: all}, (*emitter)(r))
@@ -325,7 +337,7 @@ func (r *runner) run(ctx context.Context) error {
 		}
 	}
 
-	if ad, ok := r.job.Sink.(Adopter); ok && r.counts.Created > 0 && len(r.index) == 0 {
+	if ad, ok := r.job.Sink.(Adopter); ok && r.counts.Created > 0 && r.index.len() == 0 {
 		if err := r.adopt(ctx, ad); err != nil {
 			return err
 		}
@@ -353,16 +365,8 @@ func (r *runner) run(ctx context.Context) error {
 }
 
 func (r *runner) loadIndex(ctx context.Context) error {
-	r.index = make(map[string]*indexed)
-	r.seen = make(map[string]mark)
-	// Entries live in slabs rather than one allocation each: a million of
-	// them are then a few hundred objects for the garbage collector.
-	var slab []indexed
 	return r.e.Store.Entries(ctx, r.job.Name, func(en Entry) error {
-		if len(slab) == cap(slab) {
-			slab = make([]indexed, 0, 4096)
-		}
-		ix := indexed{Key: en.Key, UUID: en.UUID, Hash: en.Hash, src: en.SourceHash, desired: !en.Desired.IsZero()}
+		ix := indexed{Hash: en.Hash, src: en.SourceHash, desired: !en.Desired.IsZero()}
 		switch en.Status {
 		case EntryBound:
 			ix.status = stBound
@@ -371,8 +375,9 @@ func (r *runner) loadIndex(ctx context.Context) error {
 		case EntryFailed:
 			ix.status = stFailed
 		}
-		slab = append(slab, ix)
-		r.index[en.Key] = &slab[len(slab)-1]
+		if err := r.index.put(en.Key, ix); err != nil {
+			return err
+		}
 		if en.Status != EntryFailed {
 			r.managed++
 		}
@@ -388,7 +393,7 @@ func (em *emitter) Record(rec *Record) error {
 	if r.mapper == nil {
 		var it mapItem
 		it.rec = *rec
-		mapOne(r.job.Mapping, r.index, &it, &r.contact)
+		mapOne(r.job.Mapping, &r.index, &it, &r.contact)
 		return r.decide(rec.Key, rec.Origin, &r.contact, &it)
 	}
 	if !r.mapper.add(rec) {
@@ -418,9 +423,10 @@ var mappedHook func()
 
 // mapOne maps and hashes one record, unless its source hash says that it is
 // unchanged. It runs on the mapping workers.
-func mapOne(m *Mapping, index map[string]*indexed, it *mapItem, c *Contact) {
+func mapOne(m *Mapping, index *entryIndex, it *mapItem, c *Contact) {
 	it.src = m.SourceHash(&it.rec)
-	if index[it.rec.Key].unchangedSource(it.src) {
+	it.en = index.lookup(it.rec.Key)
+	if it.en.unchangedSource(it.src) {
 		it.skip, it.err, it.hash = true, nil, Hash{}
 		return
 	}
@@ -440,11 +446,15 @@ func mapOne(m *Mapping, index map[string]*indexed, it *mapItem, c *Contact) {
 func (r *runner) decide(key, origin string, c *Contact, it *mapItem) error {
 	h, err := it.hash, it.err
 	r.counts.Source++
-	en := r.index[key]
+	en := it.en
+	var m mark
+	var ok bool
 	if en != nil {
-		key = en.Key // the index's own copy, not the source's buffer
+		m, ok = en.mark(), en.seen()
+	} else if p, found := r.fresh.lookup(key); found {
+		m, ok = *p, true
 	}
-	if m, ok := r.markOf(key); ok {
+	if ok {
 		if m.cat == catRejected {
 			return nil
 		}
@@ -455,7 +465,7 @@ func (r *runner) decide(key, origin string, c *Contact, it *mapItem) error {
 	}
 	switch {
 	case it.skip:
-		en.mark, en.seen = mark{cat: catUnchanged}, true
+		en.setMark(mark{cat: catUnchanged})
 		r.counts.Unchanged++
 		return nil
 	case en == nil || en.status == stFailed:
@@ -468,18 +478,18 @@ func (r *runner) decide(key, origin string, c *Contact, it *mapItem) error {
 		if err != nil {
 			return err
 		}
-		en.mark, en.seen = mark{cat: catTouch, seg: segTouch, seq: seq}, true
+		en.setMark(mark{cat: catTouch, seg: segTouch, seq: seq})
 		r.counts.Unchanged++
 		return nil
 	case h == en.Hash:
-		en.mark, en.seen = mark{cat: catUnchanged}, true
+		en.setMark(mark{cat: catUnchanged})
 		r.counts.Unchanged++
 		return nil
 	case en.status == stPending:
 		return r.spoolChange(key, catWait, segRaw, &spoolRec{action: ActionUpdate, key: key, flags: flagHeld,
 			reason: "waiting for the contact's UUID (run reconcile with a Control Hub export)", new: *c})
 	default:
-		return r.spoolChange(key, catUpdate, segRaw, &spoolRec{action: ActionUpdate, key: key, uuid: en.UUID, new: *c, src: it.src})
+		return r.spoolChange(key, catUpdate, segRaw, &spoolRec{action: ActionUpdate, key: key, new: *c, src: it.src})
 	}
 }
 
@@ -507,24 +517,22 @@ func (em *emitter) Delete(key, origin string) error {
 		}
 		r.undo(m)
 	}
-	en := r.index[key]
+	en := r.index.lookup(key)
 	if en == nil {
-		r.setMark(key, mark{cat: catNone})
-		return nil
+		return r.setMark(key, mark{cat: catNone})
 	}
 	// The same reason as a complete pull's, so that an incremental run
 	// writes the very files a full pull would.
 	r.log.Debug("deleted in the source", "key", key, "origin", origin)
-	return r.spoolDelete(en, reasonGone, catDelete)
+	return r.spoolDelete(key, en, reasonGone, catDelete)
 }
 
 func (r *runner) reject(key, origin, reason string) error {
 	if _, err := r.sp.write(segReject, &spoolRec{action: ActionCreate, key: key, uuid: origin, reason: reason}); err != nil {
 		return err
 	}
-	r.setMark(key, mark{cat: catRejected})
 	r.counts.Rejected++
-	return nil
+	return r.setMark(key, mark{cat: catRejected})
 }
 
 // undo forgets what an earlier record of the same key decided.
@@ -565,7 +573,9 @@ func (r *runner) spoolChange(key string, cat uint8, seg int, rec *spoolRec) erro
 	if err != nil {
 		return err
 	}
-	r.setMark(key, mark{cat: cat, seg: int8(seg), seq: seq})
+	if err := r.setMark(key, mark{cat: cat, seg: int8(seg), seq: seq}); err != nil {
+		return err
+	}
 	switch cat {
 	case catCreate:
 		r.counts.Created++
@@ -577,17 +587,17 @@ func (r *runner) spoolChange(key string, cat uint8, seg int, rec *spoolRec) erro
 	return nil
 }
 
-func (r *runner) spoolDelete(en *indexed, reason string, cat uint8) error {
-	rec := &spoolRec{action: ActionDelete, key: en.Key, uuid: en.UUID, reason: reason}
+func (r *runner) spoolDelete(key string, en *indexed, reason string, cat uint8) error {
+	rec := &spoolRec{action: ActionDelete, key: key, reason: reason}
 	if en.status == stFailed {
 		// Never created in Webex: forget it without showing it to the sink.
 		rec.flags |= flagSilent
 		seq, err := r.sp.write(segRaw, rec)
-		en.mark, en.seen = mark{cat: catNone, seg: segRaw, seq: seq}, true
+		en.setMark(mark{cat: catNone, seg: segRaw, seq: seq})
 		return err
 	}
 	if !r.allowed(ActionDelete) {
-		en.mark, en.seen = mark{cat: catHeldDelete}, true
+		en.setMark(mark{cat: catHeldDelete})
 		r.counts.Waiting++
 		r.heldDeletes++
 		return nil
@@ -596,7 +606,7 @@ func (r *runner) spoolDelete(en *indexed, reason string, cat uint8) error {
 	if err != nil {
 		return err
 	}
-	en.mark, en.seen = mark{cat: cat, seg: segRaw, seq: seq}, true
+	en.setMark(mark{cat: cat, seg: segRaw, seq: seq})
 	r.counts.Deleted++
 	return nil
 }
@@ -605,16 +615,20 @@ func (r *runner) spoolDelete(en *indexed, reason string, cat uint8) error {
 // deletes for keys gone from a complete pull, and changes that waited
 // (failed on an earlier run, or held until a UUID came).
 func (r *runner) planRest(ctx context.Context) error {
-	for key, en := range r.index {
-		if err := ctx.Err(); err != nil {
-			return err
+	for id := range r.index.len() {
+		if id%1024 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
 		}
-		if en.seen {
+		en := r.index.ents.at(id)
+		if en.seen() {
 			continue
 		}
+		key := r.index.keys.key(id)
 		switch {
 		case r.complete:
-			if err := r.spoolDelete(en, reasonGone, catDelete); err != nil {
+			if err := r.spoolDelete(key, en, reasonGone, catDelete); err != nil {
 				return err
 			}
 		case !en.desired:
@@ -623,7 +637,7 @@ func (r *runner) planRest(ctx context.Context) error {
 				return err
 			}
 		case en.status == stBound:
-			if err := r.spoolChange(key, catUpdate, segRaw, &spoolRec{action: ActionUpdate, key: key, uuid: en.UUID, flags: flagFromDesired}); err != nil {
+			if err := r.spoolChange(key, catUpdate, segRaw, &spoolRec{action: ActionUpdate, key: key, flags: flagFromDesired}); err != nil {
 				return err
 			}
 		}
@@ -658,6 +672,11 @@ func (r *runner) enrich(ctx context.Context) error {
 			}
 			if rec.flags&flagFromDesired != 0 {
 				rec.new = sc.DesiredContact
+			}
+			// The index keeps no UUIDs. An update of a pending contact
+			// waits for its UUID, and goes without one.
+			if rec.action == ActionDelete || (rec.action == ActionUpdate && sc.Status != EntryPending) {
+				rec.uuid = sc.UUID
 			}
 			seg := segUpdate
 			switch rec.action {

@@ -206,6 +206,7 @@ func BenchmarkEngineMillion(b *testing.B) {
 		b.Skip("1,000,000 records")
 	}
 	const n = 1_000_000
+	parent := b // the states outlive the sub-benchmarks
 	db, dir := openBenchState(b)
 	src := &memSource{n: n}
 	job := benchJob(b, "", src)
@@ -239,7 +240,7 @@ func BenchmarkEngineMillion(b *testing.B) {
 			// The next round starts from an empty state again.
 			b.StopTimer()
 			db.Close()
-			db, dir = openBenchState(b)
+			db, dir = openBenchState(parent)
 			eng.Store, eng.SpoolDir = db, dir
 			b.StartTimer()
 		})

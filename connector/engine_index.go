@@ -1,0 +1,234 @@
+package connector
+
+import (
+	"encoding/binary"
+	"errors"
+	"hash/maphash"
+	"unsafe"
+)
+
+// keyTable gives the keys of a run dense ids (0, 1, 2... in insertion
+// order), for a million keys at a time. A map[string]*T costs a string and
+// a pointer per key that the garbage collector scans on every cycle; here
+// the keys are copied into byte chunks and the table is two arrays of
+// integers, none of which holds a pointer per key.
+//
+// Open addressing with linear probing: a slot holds a byte of the key's
+// hash (0: empty) and the key's id, so a probe compares the key itself
+// only when that byte matches. Keys are never removed: a run only marks
+// them.
+//
+// Lookups may run concurrently with each other, never with an insert.
+type keyTable struct {
+	seed   maphash.Seed
+	tags   []uint8  // per slot: 0 empty, else tagOf(hash)
+	ids    []uint32 // per slot: the key's id
+	refs   slabs[uint32]
+	chunks [][]byte // the keys, each a uvarint length and its bytes
+	n      int
+}
+
+const (
+	// A key's place in the chunks is one uint32: the chunk in the high
+	// bits, the offset in the low ones (a key longer than a chunk gets a
+	// chunk of its own, which only its start needs to be addressed in).
+	chunkBits    = 20
+	maxChunkSize = 1 << chunkBits
+	maxChunks    = 1 << (32 - chunkBits)
+	minChunkSize = 4 << 10
+	minSlots     = 64
+)
+
+// errIndexFull is returned past 4 GiB of keys.
+var errIndexFull = errors.New("index: more than 4 GiB of keys")
+
+func tagOf(h uint64) uint8 {
+	if t := uint8(h >> 56); t != 0 {
+		return t
+	}
+	return 1
+}
+
+func (t *keyTable) hash(key string) uint64 {
+	if t.tags == nil {
+		t.seed = maphash.MakeSeed()
+	}
+	return maphash.String(t.seed, key)
+}
+
+func (t *keyTable) len() int { return t.n }
+
+// key returns the key of id. The string shares the table's memory, which
+// is never written again once a key is in it.
+func (t *keyTable) key(id int) string {
+	ref := *t.refs.at(id)
+	c := t.chunks[ref>>chunkBits][ref&(maxChunkSize-1):]
+	n, w := binary.Uvarint(c)
+	if n == 0 {
+		return ""
+	}
+	return unsafe.String(&c[w], int(n))
+}
+
+// find returns the id of key, or -1 and the slot where it would go.
+func (t *keyTable) find(key string, h uint64) (id int, slot int) {
+	if len(t.tags) == 0 {
+		return -1, 0
+	}
+	tag, mask := tagOf(h), len(t.tags)-1
+	for i := int(h) & mask; ; i = (i + 1) & mask {
+		switch t.tags[i] {
+		case 0:
+			return -1, i
+		case tag:
+			if id := int(t.ids[i]); t.key(id) == key {
+				return id, i
+			}
+		}
+	}
+}
+
+// lookup returns the id of key, or -1.
+func (t *keyTable) lookup(key string) int {
+	if t.n == 0 {
+		return -1
+	}
+	id, _ := t.find(key, maphash.String(t.seed, key))
+	return id
+}
+
+// insert returns the id of key, adding the key if it is new.
+func (t *keyTable) insert(key string) (id int, added bool, err error) {
+	h := t.hash(key)
+	id, slot := t.find(key, h)
+	if id >= 0 {
+		return id, false, nil
+	}
+	if (t.n+1)*4 > len(t.tags)*3 {
+		t.grow()
+		_, slot = t.find(key, h)
+	}
+	ref, err := t.store(key)
+	if err != nil {
+		return -1, false, err
+	}
+	id = t.n
+	t.refs.add(ref)
+	t.tags[slot], t.ids[slot] = tagOf(h), uint32(id)
+	t.n++
+	return id, true, nil
+}
+
+// store copies key into the chunks.
+func (t *keyTable) store(key string) (uint32, error) {
+	var lb [binary.MaxVarintLen64]byte
+	ln := binary.PutUvarint(lb[:], uint64(len(key)))
+	need := ln + len(key)
+	last := len(t.chunks) - 1
+	if last < 0 || len(t.chunks[last])+need > cap(t.chunks[last]) {
+		if len(t.chunks) == maxChunks {
+			return 0, errIndexFull
+		}
+		// Chunks double up to maxChunkSize, so that a small job does not
+		// pay for a large one.
+		size := minChunkSize
+		if last >= 0 {
+			size = min(2*cap(t.chunks[last]), maxChunkSize)
+		}
+		t.chunks = append(t.chunks, make([]byte, 0, max(size, need)))
+		last++
+	}
+	c := t.chunks[last]
+	ref := uint32(last)<<chunkBits | uint32(len(c))
+	c = append(c, lb[:ln]...)
+	t.chunks[last] = append(c, key...)
+	return ref, nil
+}
+
+// grow doubles the slots and places every key again.
+func (t *keyTable) grow() {
+	size := max(2*len(t.tags), minSlots)
+	t.tags, t.ids = make([]uint8, size), make([]uint32, size)
+	mask := size - 1
+	for id := 0; id < t.n; id++ {
+		h := maphash.String(t.seed, t.key(id))
+		i := int(h) & mask
+		for t.tags[i] != 0 {
+			i = (i + 1) & mask
+		}
+		t.tags[i], t.ids[i] = tagOf(h), uint32(id)
+	}
+}
+
+// slabs is a growing array in fixed slabs: no copy of everything when it
+// grows, and for a type without pointers, nothing for the collector to scan.
+type slabs[T any] struct{ s [][]T }
+
+const slabBits = 12
+
+func (s *slabs[T]) at(i int) *T { return &s.s[i>>slabBits][i&(1<<slabBits-1)] }
+
+func (s *slabs[T]) add(v T) {
+	if n := len(s.s); n == 0 || len(s.s[n-1]) == cap(s.s[n-1]) {
+		s.s = append(s.s, make([]T, 0, 1<<slabBits))
+	}
+	last := &s.s[len(s.s)-1]
+	*last = append(*last, v)
+}
+
+// entryIndex is the state's entries of the job, by key.
+type entryIndex struct {
+	keys keyTable
+	ents slabs[indexed]
+}
+
+func (x *entryIndex) len() int { return x.keys.len() }
+
+// lookup returns the entry of key, or nil.
+func (x *entryIndex) lookup(key string) *indexed {
+	if id := x.keys.lookup(key); id >= 0 {
+		return x.ents.at(id)
+	}
+	return nil
+}
+
+// put adds or replaces the entry of key.
+func (x *entryIndex) put(key string, en indexed) error {
+	id, added, err := x.keys.insert(key)
+	if err != nil {
+		return err
+	}
+	if added {
+		x.ents.add(en)
+	} else {
+		*x.ents.at(id) = en
+	}
+	return nil
+}
+
+// freshKeys are the keys the run decided on that the state does not hold,
+// with what it decided.
+type freshKeys struct {
+	keys  keyTable
+	marks slabs[mark]
+}
+
+func (f *freshKeys) lookup(key string) (*mark, bool) {
+	if id := f.keys.lookup(key); id >= 0 {
+		return f.marks.at(id), true
+	}
+	return nil, false
+}
+
+func (f *freshKeys) set(key string, m mark) error {
+	id, added, err := f.keys.insert(key)
+	if err != nil {
+		return err
+	}
+	if added {
+		f.marks.add(m)
+	} else {
+		*f.marks.at(id) = m
+	}
+	return nil
+}

@@ -1,0 +1,176 @@
+package connector
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+)
+
+func TestKeyTable(t *testing.T) {
+	long := strings.Repeat("k", maxChunkSize+10) // longer than a chunk
+	tests := []struct {
+		name string
+		keys []string
+	}{
+		{"empty table", nil},
+		{"the empty key", []string{""}},
+		{"keys that share prefixes", []string{"a", "ab", "abc", "abcd", "b", "abd", "ab\x00", "a\x00b"}},
+		{"a key longer than a chunk, between short ones", []string{"x", long, "y", long[:maxChunkSize-1]}},
+		{"many keys: growth and chunks", func() []string {
+			var k []string
+			for i := range 50_000 {
+				k = append(k, "uid="+strconv.Itoa(i)+",ou=suppliers")
+			}
+			return k
+		}()},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var kt keyTable
+			for i, k := range tt.keys {
+				id, added, err := kt.insert(k)
+				if err != nil || !added || id != i {
+					t.Fatalf("insert %.20q = %d, %v, %v; want %d, true, nil", k, id, added, err, i)
+				}
+			}
+			if kt.len() != len(tt.keys) {
+				t.Errorf("len %d, want %d", kt.len(), len(tt.keys))
+			}
+			for i, k := range tt.keys {
+				if got := kt.lookup(k); got != i {
+					t.Errorf("lookup %.20q = %d, want %d", k, got, i)
+				}
+				if got := kt.key(i); got != k {
+					t.Errorf("key(%d) = %.20q, want %.20q", i, got, k)
+				}
+				// Again: the key is found, not added.
+				if id, added, err := kt.insert(k); err != nil || added || id != i {
+					t.Errorf("insert again %.20q = %d, %v, %v; want %d, false, nil", k, id, added, err, i)
+				}
+			}
+			for _, k := range []string{"absent", "abcde", "a\x00", "uid=50000,ou=suppliers", long + "x"} {
+				if got := kt.lookup(k); got != -1 && tt.keys[got] != k {
+					t.Errorf("lookup %.20q = %d (%.20q)", k, got, tt.keys[got])
+				}
+			}
+			if kt.len() != len(tt.keys) {
+				t.Errorf("len %d after lookups, want %d", kt.len(), len(tt.keys))
+			}
+		})
+	}
+}
+
+// TestKeyTableCollisions fills a table whose keys all share a tag and a
+// home slot: every lookup goes down the probe sequence and compares keys.
+func TestKeyTableCollisions(t *testing.T) {
+	var kt keyTable
+	// Only the seed decides the hash: find keys colliding under it.
+	if _, _, err := kt.insert("seed"); err != nil {
+		t.Fatal(err)
+	}
+	want := tagOf(kt.hash("seed"))
+	home := int(kt.hash("seed")) & (minSlots - 1)
+	keys := []string{"seed"}
+	for i := 0; len(keys) < 20 && i < 50_000_000; i++ {
+		k := strconv.Itoa(i)
+		h := kt.hash(k)
+		if tagOf(h) == want && int(h)&(minSlots-1) == home {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) < 3 {
+		t.Skip("no colliding keys found")
+	}
+	for i, k := range keys[1:] {
+		if id, added, err := kt.insert(k); err != nil || !added || id != i+1 {
+			t.Fatalf("insert %q = %d, %v, %v", k, id, added, err)
+		}
+	}
+	for i, k := range keys {
+		if got := kt.lookup(k); got != i {
+			t.Errorf("lookup %q = %d, want %d", k, got, i)
+		}
+	}
+	if got := kt.lookup("not there"); got != -1 {
+		t.Errorf("lookup of an absent key = %d", got)
+	}
+}
+
+func TestEntryIndexAndFreshKeys(t *testing.T) {
+	var x entryIndex
+	for i, k := range []string{"k1", "k10", "k100"} {
+		if err := x.put(k, indexed{status: stBound, Hash: Hash{byte(i + 1)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A second put of a key replaces its entry.
+	if err := x.put("k10", indexed{status: stPending, Hash: Hash{9}}); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name       string
+		key        string
+		wantStatus uint8
+		wantHash   byte
+		wantNil    bool
+	}{
+		{"first", "k1", stBound, 1, false},
+		{"replaced", "k10", stPending, 9, false},
+		{"shares a prefix", "k100", stBound, 3, false},
+		{"absent", "k1000", 0, 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			en := x.lookup(tt.key)
+			if (en == nil) != tt.wantNil {
+				t.Fatalf("lookup %q = %v", tt.key, en)
+			}
+			if en != nil && (en.status != tt.wantStatus || en.Hash[0] != tt.wantHash) {
+				t.Errorf("lookup %q: status %d hash %d, want %d %d", tt.key, en.status, en.Hash[0], tt.wantStatus, tt.wantHash)
+			}
+		})
+	}
+	if x.len() != 3 {
+		t.Errorf("len %d, want 3", x.len())
+	}
+	t.Run("marking", func(t *testing.T) {
+		en := x.lookup("k100")
+		if en.seen() {
+			t.Fatal("seen before any mark")
+		}
+		en.setMark(mark{cat: catNone}) // a decision, even if to do nothing
+		if !x.lookup("k100").seen() || x.lookup("k1").seen() {
+			t.Error("marking one entry must mark it and only it")
+		}
+		en.setMark(mark{cat: catUpdate, seg: segRaw, seq: 7})
+		if got := x.lookup("k100").mark(); got != (mark{cat: catUpdate, seg: segRaw, seq: 7}) {
+			t.Errorf("mark %+v", got)
+		}
+	})
+	t.Run("fresh keys", func(t *testing.T) {
+		var f freshKeys
+		buf := []byte("row-1;other columns")
+		key := string(buf[:5])
+		if err := f.set(key, mark{cat: catCreate, seq: 1}); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.set("row-12", mark{cat: catRejected}); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.set("row-1", mark{cat: catUpdate, seq: 2}); err != nil {
+			t.Fatal(err)
+		}
+		if m, ok := f.lookup("row-1"); !ok || *m != (mark{cat: catUpdate, seq: 2}) {
+			t.Errorf("row-1: %v %v", m, ok)
+		}
+		if m, ok := f.lookup("row-12"); !ok || m.cat != catRejected {
+			t.Errorf("row-12: %v %v", m, ok)
+		}
+		if _, ok := f.lookup("row-"); ok {
+			t.Error("a prefix of a key found")
+		}
+		if f.keys.len() != 2 {
+			t.Errorf("%d fresh keys, want 2", f.keys.len())
+		}
+	})
+}
