@@ -73,8 +73,14 @@ func (r *runner) translate(rec *spoolRec, yield func(*ChangeRecord) error) error
 
 // eachRecord calls fn for every change record of the run.
 func (r *runner) eachRecord(fn func(*ChangeRecord) error) error {
+	return r.eachRecordFrom(r.sp.each, fn)
+}
+
+// eachRecordFrom is eachRecord over a reader of the spool: each, or
+// eachHead for what needs no contact.
+func (r *runner) eachRecordFrom(each func(int, func(*spoolRec) error) error, fn func(*ChangeRecord) error) error {
 	for _, seg := range []int{segCreate, segUpdate, segDelete, segTouch} {
-		err := r.sp.each(seg, func(rec *spoolRec) error { return r.translate(rec, fn) })
+		err := each(seg, func(rec *spoolRec) error { return r.translate(rec, fn) })
 		if err != nil {
 			return err
 		}
@@ -85,7 +91,13 @@ func (r *runner) eachRecord(fn func(*ChangeRecord) error) error {
 // finalCounts counts what was really done, after the sink's outcomes.
 func (r *runner) finalCounts() (Counts, error) {
 	c := Counts{Unchanged: r.counts.Unchanged, Source: r.counts.Source, Rejected: r.counts.Rejected}
-	err := r.eachRecord(func(cr *ChangeRecord) error {
+	// Counting reads no contact, and keeps no key, unless a create was
+	// adopted: translate compares its contact with the adopted one.
+	each := r.sp.eachHead
+	if len(r.adopted) > 0 {
+		each = r.sp.each
+	}
+	err := r.eachRecordFrom(each, func(cr *ChangeRecord) error {
 		switch {
 		case cr.Action == ActionTouch: // counted as unchanged when planned
 		case cr.Action == ActionBind:

@@ -236,11 +236,12 @@ func (r *runner) markOf(key string) (mark, bool) {
 	return mark{}, false
 }
 
-// setMark records what the run decided for key. A key the state does not
-// hold is copied into the fresh keys' table, never kept as given: it must
-// not pin the source's row buffer (a CSV row is one string).
-func (r *runner) setMark(key string, m mark) error {
-	if en := r.index.lookup(key); en != nil {
+// setMark records what the run decided for key, whose stored entry is en
+// (nil if none). A key the state does not hold is copied into the fresh
+// keys' table, never kept as given: it must not pin the source's row
+// buffer (a CSV row is one string).
+func (r *runner) setMark(key string, en *indexed, m mark) error {
+	if en != nil {
 		en.setMark(m)
 		return nil
 	}
@@ -461,7 +462,7 @@ func (r *runner) decide(key, origin string, c *Contact, it *mapItem) error {
 		r.undo(m)
 	}
 	if err != nil {
-		return r.reject(key, origin, err.Error())
+		return r.reject(key, en, origin, err.Error())
 	}
 	switch {
 	case it.skip:
@@ -469,7 +470,7 @@ func (r *runner) decide(key, origin string, c *Contact, it *mapItem) error {
 		r.counts.Unchanged++
 		return nil
 	case en == nil || en.status == stFailed:
-		return r.spoolChange(key, catCreate, segCreate, &spoolRec{action: ActionCreate, key: key, new: *c, src: it.src})
+		return r.spoolChange(key, en, catCreate, segCreate, &spoolRec{action: ActionCreate, key: key, new: *c, src: it.src})
 	case h == en.Hash && en.src != it.src && !en.desired:
 		// The same contact from a record that hashes differently (the
 		// mapping changed, or a column it does not read): store the new
@@ -486,10 +487,10 @@ func (r *runner) decide(key, origin string, c *Contact, it *mapItem) error {
 		r.counts.Unchanged++
 		return nil
 	case en.status == stPending:
-		return r.spoolChange(key, catWait, segRaw, &spoolRec{action: ActionUpdate, key: key, flags: flagHeld,
+		return r.spoolChange(key, en, catWait, segRaw, &spoolRec{action: ActionUpdate, key: key, flags: flagHeld,
 			reason: "waiting for the contact's UUID (run reconcile with a Control Hub export)", new: *c})
 	default:
-		return r.spoolChange(key, catUpdate, segRaw, &spoolRec{action: ActionUpdate, key: key, new: *c, src: it.src})
+		return r.spoolChange(key, en, catUpdate, segRaw, &spoolRec{action: ActionUpdate, key: key, new: *c, src: it.src})
 	}
 }
 
@@ -503,7 +504,7 @@ func (em *emitter) Reject(key, origin, reason string) error {
 	if m, ok := r.markOf(key); ok {
 		r.undo(m)
 	}
-	return r.reject(key, origin, reason)
+	return r.reject(key, r.index.lookup(key), origin, reason)
 }
 
 func (em *emitter) Delete(key, origin string) error {
@@ -519,7 +520,7 @@ func (em *emitter) Delete(key, origin string) error {
 	}
 	en := r.index.lookup(key)
 	if en == nil {
-		return r.setMark(key, mark{cat: catNone})
+		return r.setMark(key, nil, mark{cat: catNone})
 	}
 	// The same reason as a complete pull's, so that an incremental run
 	// writes the very files a full pull would.
@@ -527,12 +528,12 @@ func (em *emitter) Delete(key, origin string) error {
 	return r.spoolDelete(key, en, reasonGone, catDelete)
 }
 
-func (r *runner) reject(key, origin, reason string) error {
+func (r *runner) reject(key string, en *indexed, origin, reason string) error {
 	if _, err := r.sp.write(segReject, &spoolRec{action: ActionCreate, key: key, uuid: origin, reason: reason}); err != nil {
 		return err
 	}
 	r.counts.Rejected++
-	return r.setMark(key, mark{cat: catRejected})
+	return r.setMark(key, en, mark{cat: catRejected})
 }
 
 // undo forgets what an earlier record of the same key decided.
@@ -563,7 +564,7 @@ func (r *runner) undo(m mark) {
 
 func (r *runner) allowed(a Action) bool { return r.job.Safety.Allow[a] }
 
-func (r *runner) spoolChange(key string, cat uint8, seg int, rec *spoolRec) error {
+func (r *runner) spoolChange(key string, en *indexed, cat uint8, seg int, rec *spoolRec) error {
 	if cat != catWait && !r.allowed(rec.action) {
 		rec.flags |= flagHeld
 		rec.reason = "held back: safety.allow does not list " + string(rec.action)
@@ -573,7 +574,7 @@ func (r *runner) spoolChange(key string, cat uint8, seg int, rec *spoolRec) erro
 	if err != nil {
 		return err
 	}
-	if err := r.setMark(key, mark{cat: cat, seg: int8(seg), seq: seq}); err != nil {
+	if err := r.setMark(key, en, mark{cat: cat, seg: int8(seg), seq: seq}); err != nil {
 		return err
 	}
 	switch cat {
@@ -633,11 +634,11 @@ func (r *runner) planRest(ctx context.Context) error {
 			}
 		case !en.desired:
 		case en.status == stFailed:
-			if err := r.spoolChange(key, catCreate, segRaw, &spoolRec{action: ActionCreate, key: key, flags: flagFromDesired}); err != nil {
+			if err := r.spoolChange(key, en, catCreate, segRaw, &spoolRec{action: ActionCreate, key: key, flags: flagFromDesired}); err != nil {
 				return err
 			}
 		case en.status == stBound:
-			if err := r.spoolChange(key, catUpdate, segRaw, &spoolRec{action: ActionUpdate, key: key, flags: flagFromDesired}); err != nil {
+			if err := r.spoolChange(key, en, catUpdate, segRaw, &spoolRec{action: ActionUpdate, key: key, flags: flagFromDesired}); err != nil {
 				return err
 			}
 		}

@@ -174,3 +174,60 @@ func TestEntryIndexAndFreshKeys(t *testing.T) {
 		}
 	})
 }
+
+func TestSpoolEachHead(t *testing.T) {
+	sp, err := newSpool(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.close()
+	var c, old Contact
+	c[DisplayName], c[Email] = "Zoë", "zoe@example.org"
+	old[DisplayName] = "Zoe"
+	recs := []spoolRec{
+		{action: ActionCreate, key: "k1", new: c, src: Hash{1}},
+		{action: ActionUpdate, key: "k2", uuid: "u2", new: c, old: old, hasOld: true, flags: flagHeld, reason: "held"},
+		{action: ActionDelete, key: "k3", uuid: "u3", reason: reasonGone, new: old},
+		{action: ActionTouch, key: "", src: Hash{4}},
+	}
+	for i := range recs {
+		seq, err := sp.write(segUpdate, &recs[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 2 {
+			sp.supersede(segUpdate, seq)
+		}
+	}
+	want := []spoolRec{recs[0], recs[1], recs[3]}
+	tests := []struct {
+		name     string
+		read     func(int, func(*spoolRec) error) error
+		contacts bool
+	}{
+		{"each", sp.each, true},
+		{"eachHead", sp.eachHead, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var i int
+			err := tt.read(segUpdate, func(r *spoolRec) error {
+				w := want[i]
+				if !tt.contacts {
+					w.new, w.old = Contact{}, Contact{}
+				}
+				if *r != w {
+					t.Errorf("record %d: %+v, want %+v", i, *r, w)
+				}
+				i++
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if i != len(want) {
+				t.Errorf("%d records, want %d", i, len(want))
+			}
+		})
+	}
+}
