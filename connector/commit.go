@@ -9,32 +9,32 @@ import (
 func (r *runner) translate(rec *spoolRec, yield func(*ChangeRecord) error) error {
 	held := rec.flags&flagHeld != 0
 	failReason, failed := r.outcomes.failed[rec.key]
-	var cr ChangeRecord
+	cr := &r.cr
 	switch rec.action {
 	case ActionCreate:
 		if a, ok := r.adopted[rec.key]; ok {
 			// An existing contact in the organization: bind it, then
 			// update it when the source says otherwise.
-			cr = ChangeRecord{Action: ActionBind, Key: rec.key, UUID: a.uuid, Status: EntryBound, New: &a.contact, Applied: true,
+			*cr = ChangeRecord{Action: ActionBind, Key: rec.key, UUID: a.uuid, Status: EntryBound, New: &a.contact, Applied: true,
 				Reason: "adopted: an existing contact matched by display name and phone number 1 or email"}
 			if a.contact == rec.new {
 				// The record maps to the adopted content: its source hash
 				// holds for the entry.
 				cr.SourceHash = rec.src
 			}
-			if err := yield(&cr); err != nil {
+			if err := yield(cr); err != nil {
 				return err
 			}
 			if a.contact == rec.new {
 				return nil
 			}
-			cr = ChangeRecord{Action: ActionUpdate, Key: rec.key, UUID: a.uuid, Status: EntryBound, Old: &a.contact, New: &rec.new, Applied: !failed, Reason: failReason}
+			*cr = ChangeRecord{Action: ActionUpdate, Key: rec.key, UUID: a.uuid, Status: EntryBound, Old: &a.contact, New: &rec.new, Applied: !failed, Reason: failReason}
 			if cr.Applied {
 				cr.SourceHash = rec.src
 			}
-			return yield(&cr)
+			return yield(cr)
 		}
-		cr = ChangeRecord{Action: ActionCreate, Key: rec.key, New: &rec.new}
+		*cr = ChangeRecord{Action: ActionCreate, Key: rec.key, New: &rec.new}
 		switch uuid, bound := r.outcomes.bound[rec.key]; {
 		case held:
 			cr.Status, cr.Reason = EntryFailed, rec.reason
@@ -50,7 +50,7 @@ func (r *runner) translate(rec *spoolRec, yield func(*ChangeRecord) error) error
 		if rec.uuid == "" {
 			status = EntryPending
 		}
-		cr = ChangeRecord{Action: ActionUpdate, Key: rec.key, UUID: rec.uuid, Status: status, Old: &rec.old, New: &rec.new, Applied: !held && !failed}
+		*cr = ChangeRecord{Action: ActionUpdate, Key: rec.key, UUID: rec.uuid, Status: status, Old: &rec.old, New: &rec.new, Applied: !held && !failed}
 		switch {
 		case held:
 			cr.Reason = rec.reason
@@ -61,14 +61,14 @@ func (r *runner) translate(rec *spoolRec, yield func(*ChangeRecord) error) error
 			cr.SourceHash = rec.src
 		}
 	case ActionTouch:
-		cr = ChangeRecord{Action: ActionTouch, Key: rec.key, Applied: true, SourceHash: rec.src}
+		*cr = ChangeRecord{Action: ActionTouch, Key: rec.key, Applied: true, SourceHash: rec.src}
 	case ActionDelete:
-		cr = ChangeRecord{Action: ActionDelete, Key: rec.key, UUID: rec.uuid, Status: "deleted", Old: &rec.new, Reason: rec.reason, Applied: true}
+		*cr = ChangeRecord{Action: ActionDelete, Key: rec.key, UUID: rec.uuid, Status: "deleted", Old: &rec.new, Reason: rec.reason, Applied: true}
 		if failed {
 			cr.Status, cr.Applied, cr.Reason = StatusFailed, false, failReason
 		}
 	}
-	return yield(&cr)
+	return yield(cr)
 }
 
 // eachRecord calls fn for every change record of the run.

@@ -180,7 +180,14 @@ type runner struct {
 	complete bool
 	contact  Contact
 	managed  int
-	adopted  map[string]adoption
+	// adopted holds pointers: a lookup that copied an adoption out (a
+	// Contact) would cost an allocation per record of every pass.
+	adopted map[string]*adoption
+	// rec and cr are reused for every change spooled or translated, so
+	// that neither escapes to the heap once per record: the spool copies
+	// rec's fields, and a store must not keep a record after its yield.
+	rec      spoolRec
+	cr       ChangeRecord
 	outcomes *outcomes
 	// heldDeletes counts deletes that safety.allow held back.
 	heldDeletes int
@@ -470,7 +477,8 @@ func (r *runner) decide(key, origin string, c *Contact, it *mapItem) error {
 		r.counts.Unchanged++
 		return nil
 	case en == nil || en.status == stFailed:
-		return r.spoolChange(key, en, catCreate, segCreate, &spoolRec{action: ActionCreate, key: key, new: *c, src: it.src})
+		r.rec = spoolRec{action: ActionCreate, key: key, new: *c, src: it.src}
+		return r.spoolChange(key, en, catCreate, segCreate, &r.rec)
 	case h == en.Hash && en.src != it.src && !en.desired:
 		// The same contact from a record that hashes differently (the
 		// mapping changed, or a column it does not read): store the new
@@ -487,10 +495,12 @@ func (r *runner) decide(key, origin string, c *Contact, it *mapItem) error {
 		r.counts.Unchanged++
 		return nil
 	case en.status == stPending:
-		return r.spoolChange(key, en, catWait, segRaw, &spoolRec{action: ActionUpdate, key: key, flags: flagHeld,
-			reason: "waiting for the contact's UUID (run reconcile with a Control Hub export)", new: *c})
+		r.rec = spoolRec{action: ActionUpdate, key: key, flags: flagHeld,
+			reason: "waiting for the contact's UUID (run reconcile with a Control Hub export)", new: *c}
+		return r.spoolChange(key, en, catWait, segRaw, &r.rec)
 	default:
-		return r.spoolChange(key, en, catUpdate, segRaw, &spoolRec{action: ActionUpdate, key: key, new: *c, src: it.src})
+		r.rec = spoolRec{action: ActionUpdate, key: key, new: *c, src: it.src}
+		return r.spoolChange(key, en, catUpdate, segRaw, &r.rec)
 	}
 }
 

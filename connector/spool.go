@@ -17,6 +17,7 @@ import (
 type spool struct {
 	dir  string
 	segs [numSegs]*segment
+	buf  [binary.MaxVarintLen64]byte // a length being written
 }
 
 type segment struct {
@@ -117,7 +118,6 @@ func actionOf(b byte) Action {
 
 func (s *spool) write(seg int, r *spoolRec) (int32, error) {
 	g := s.segs[seg]
-	var buf [binary.MaxVarintLen64]byte
 	flags := r.flags
 	if r.hasOld {
 		flags |= flagHasOld
@@ -137,8 +137,8 @@ func (s *spool) write(seg int, r *spoolRec) (int32, error) {
 		}
 	}
 	put := func(v string) error {
-		n := binary.PutUvarint(buf[:], uint64(len(v)))
-		if _, err := g.w.Write(buf[:n]); err != nil {
+		n := binary.PutUvarint(s.buf[:], uint64(len(v)))
+		if _, err := g.w.Write(s.buf[:n]); err != nil {
 			return err
 		}
 		_, err := g.w.WriteString(v)
