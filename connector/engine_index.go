@@ -20,12 +20,82 @@ import (
 //
 // Lookups may run concurrently with each other, never with an insert.
 type keyTable struct {
-	seed   maphash.Seed
-	tags   []uint8  // per slot: 0 empty, else tagOf(hash)
-	ids    []uint32 // per slot: the key's id
-	refs   slabs[uint32]
-	chunks [][]byte // the keys, each a uvarint length and its bytes
+	seed maphash.Seed
+	tags []uint8  // per slot: 0 empty, else tagOf(hash)
+	ids  []uint32 // per slot: the key's id
+	refs slabs[uint32]
+	// The keys, each a uvarint head and its bytes: head len<<1 for a key
+	// as is, 1 for a key in the canonical form of a UUID (an LDAP
+	// entryUUID or objectGUID, the usual key), stored as its 16 bytes.
+	chunks [][]byte
 	n      int
+}
+
+// packedUUID is the head of a key stored as the 16 bytes of a UUID.
+const packedUUID = 1
+
+// packUUID returns the bytes of key if key is a UUID in canonical form
+// (lowercase, 8-4-4-4-12), the only form that unpacks to the same string.
+func packUUID(key string) (b [16]byte, ok bool) {
+	if len(key) != 36 {
+		return b, false
+	}
+	j := 0
+	for i := 0; i < 36; i += 2 {
+		switch i {
+		case 8, 13, 18, 23:
+			if key[i] != '-' {
+				return b, false
+			}
+			i++
+		}
+		hi, ok1 := unhex(key[i])
+		lo, ok2 := unhex(key[i+1])
+		if !ok1 || !ok2 {
+			return b, false
+		}
+		b[j] = hi<<4 | lo
+		j++
+	}
+	return b, true
+}
+
+func unhex(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	}
+	return 0, false
+}
+
+// unpackUUID writes the canonical form of b into dst.
+func unpackUUID(dst *[36]byte, b []byte) {
+	const digits = "0123456789abcdef"
+	j := 0
+	for i := 0; i < 16; i++ {
+		switch i {
+		case 4, 6, 8, 10:
+			dst[j] = '-'
+			j++
+		}
+		dst[j], dst[j+1] = digits[b[i]>>4], digits[b[i]&15]
+		j += 2
+	}
+}
+
+// probe is a key being looked up, with its packed form if it has one.
+type probe struct {
+	key    string
+	packed [16]byte
+	isUUID bool
+}
+
+func newProbe(key string) probe {
+	p := probe{key: key}
+	p.packed, p.isUUID = packUUID(key)
+	return p
 }
 
 const (
@@ -58,20 +128,56 @@ func (t *keyTable) hash(key string) uint64 {
 
 func (t *keyTable) len() int { return t.n }
 
-// key returns the key of id. The string shares the table's memory, which
-// is never written again once a key is in it.
-func (t *keyTable) key(id int) string {
+// stored returns the stored bytes of id's key, and whether they are a
+// packed UUID.
+func (t *keyTable) stored(id int) ([]byte, bool) {
 	ref := *t.refs.at(id)
 	c := t.chunks[ref>>chunkBits][ref&(maxChunkSize-1):]
-	n, w := binary.Uvarint(c)
-	if n == 0 {
-		return ""
+	head, w := binary.Uvarint(c)
+	if head == packedUUID {
+		return c[w : w+16], true
 	}
-	return unsafe.String(&c[w], int(n))
+	return c[w : w+int(head>>1)], false
 }
 
-// find returns the id of key, or -1 and the slot where it would go.
-func (t *keyTable) find(key string, h uint64) (id int, slot int) {
+// key returns the key of id. A key stored as is shares the table's
+// memory, which is never written again once a key is in it; a UUID is
+// rebuilt (an allocation: only deletes of a complete pull need it).
+func (t *keyTable) key(id int) string {
+	b, isUUID := t.stored(id)
+	if isUUID {
+		var s [36]byte
+		unpackUUID(&s, b)
+		return string(s[:])
+	}
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
+}
+
+// hashOf is the hash of id's key, without building a string.
+func (t *keyTable) hashOf(id int) uint64 {
+	b, isUUID := t.stored(id)
+	if isUUID {
+		var s [36]byte
+		unpackUUID(&s, b)
+		return maphash.Bytes(t.seed, s[:])
+	}
+	return maphash.Bytes(t.seed, b)
+}
+
+// is reports whether id's key is p's.
+func (t *keyTable) is(id int, p *probe) bool {
+	b, isUUID := t.stored(id)
+	if isUUID {
+		return p.isUUID && [16]byte(b) == p.packed
+	}
+	return !p.isUUID && string(b) == p.key
+}
+
+// find returns the id of p's key, or -1 and the slot where it would go.
+func (t *keyTable) find(p *probe, h uint64) (id int, slot int) {
 	if len(t.tags) == 0 {
 		return -1, 0
 	}
@@ -81,7 +187,7 @@ func (t *keyTable) find(key string, h uint64) (id int, slot int) {
 		case 0:
 			return -1, i
 		case tag:
-			if id := int(t.ids[i]); t.key(id) == key {
+			if id := int(t.ids[i]); t.is(id, p) {
 				return id, i
 			}
 		}
@@ -93,22 +199,24 @@ func (t *keyTable) lookup(key string) int {
 	if t.n == 0 {
 		return -1
 	}
-	id, _ := t.find(key, maphash.String(t.seed, key))
+	p := newProbe(key)
+	id, _ := t.find(&p, maphash.String(t.seed, key))
 	return id
 }
 
 // insert returns the id of key, adding the key if it is new.
 func (t *keyTable) insert(key string) (id int, added bool, err error) {
 	h := t.hash(key)
-	id, slot := t.find(key, h)
+	p := newProbe(key)
+	id, slot := t.find(&p, h)
 	if id >= 0 {
 		return id, false, nil
 	}
 	if (t.n+1)*4 > len(t.tags)*3 {
 		t.grow()
-		_, slot = t.find(key, h)
+		_, slot = t.find(&p, h)
 	}
-	ref, err := t.store(key)
+	ref, err := t.store(&p)
 	if err != nil {
 		return -1, false, err
 	}
@@ -119,11 +227,16 @@ func (t *keyTable) insert(key string) (id int, added bool, err error) {
 	return id, true, nil
 }
 
-// store copies key into the chunks.
-func (t *keyTable) store(key string) (uint32, error) {
+// store copies p's key into the chunks.
+func (t *keyTable) store(p *probe) (uint32, error) {
 	var lb [binary.MaxVarintLen64]byte
-	ln := binary.PutUvarint(lb[:], uint64(len(key)))
-	need := ln + len(key)
+	var ln, size int
+	if p.isUUID {
+		ln, size = binary.PutUvarint(lb[:], packedUUID), len(p.packed)
+	} else {
+		ln, size = binary.PutUvarint(lb[:], uint64(len(p.key))<<1), len(p.key)
+	}
+	need := ln + size
 	last := len(t.chunks) - 1
 	if last < 0 || len(t.chunks[last])+need > cap(t.chunks[last]) {
 		if len(t.chunks) == maxChunks {
@@ -141,7 +254,12 @@ func (t *keyTable) store(key string) (uint32, error) {
 	c := t.chunks[last]
 	ref := uint32(last)<<chunkBits | uint32(len(c))
 	c = append(c, lb[:ln]...)
-	t.chunks[last] = append(c, key...)
+	if p.isUUID {
+		c = append(c, p.packed[:]...)
+	} else {
+		c = append(c, p.key...)
+	}
+	t.chunks[last] = c
 	return ref, nil
 }
 
@@ -151,7 +269,7 @@ func (t *keyTable) grow() {
 	t.tags, t.ids = make([]uint8, size), make([]uint32, size)
 	mask := size - 1
 	for id := 0; id < t.n; id++ {
-		h := maphash.String(t.seed, t.key(id))
+		h := t.hashOf(id)
 		i := int(h) & mask
 		for t.tags[i] != 0 {
 			i = (i + 1) & mask

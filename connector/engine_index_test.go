@@ -1,6 +1,7 @@
 package connector
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -16,10 +17,22 @@ func TestKeyTable(t *testing.T) {
 		{"the empty key", []string{""}},
 		{"keys that share prefixes", []string{"a", "ab", "abc", "abcd", "b", "abd", "ab\x00", "a\x00b"}},
 		{"a key longer than a chunk, between short ones", []string{"x", long, "y", long[:maxChunkSize-1]}},
+		{"UUIDs (packed) next to keys that look like them (kept as is)", []string{
+			"0f8fad5b-d9cb-469f-a165-70867728950e",
+			"0F8FAD5B-D9CB-469F-A165-70867728950E", // uppercase: would not unpack to itself
+			"0f8fad5b-d9cb-469f-a165-70867728950",  // one digit short
+			"0f8fad5b-d9cb-469f-a165-70867728950e ",
+			"0f8fad5bd-9cb-469f-a165-70867728950e",
+			"0f8fad5b-d9cb-469f-a165-70867728950g",
+			"00000000-0000-0000-0000-000000000000",
+			"ffffffff-ffff-ffff-ffff-ffffffffffff",
+			"7c9e6679-7425-40de-944b-e07fc1f90ae7",
+		}},
 		{"many keys: growth and chunks", func() []string {
 			var k []string
 			for i := range 50_000 {
 				k = append(k, "uid="+strconv.Itoa(i)+",ou=suppliers")
+				k = append(k, fmt.Sprintf("%08x-5c1e-4b8e-9a41-%012d", i, i))
 			}
 			return k
 		}()},
@@ -227,6 +240,34 @@ func TestSpoolEachHead(t *testing.T) {
 			}
 			if i != len(want) {
 				t.Errorf("%d records, want %d", i, len(want))
+			}
+		})
+	}
+}
+
+func TestPackUUID(t *testing.T) {
+	tests := []struct {
+		key  string
+		want bool
+	}{
+		{"0f8fad5b-d9cb-469f-a165-70867728950e", true},
+		{"0f8fad5b-d9cb-469f-a165-70867728950E", false},
+		{"0f8fad5b_d9cb-469f-a165-70867728950e", false},
+		{"0f8fad5bd9cb469fa16570867728950e", false},
+		{"", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.key, func(t *testing.T) {
+			b, ok := packUUID(tt.key)
+			if ok != tt.want {
+				t.Fatalf("packUUID ok = %v, want %v", ok, tt.want)
+			}
+			if ok {
+				var s [36]byte
+				unpackUUID(&s, b[:])
+				if string(s[:]) != tt.key {
+					t.Errorf("unpacked %q", s)
+				}
 			}
 		})
 	}
