@@ -294,6 +294,42 @@ func (s *slabs[T]) add(v T) {
 	*last = append(*last, v)
 }
 
+// indexed is a stored entry and what this run decided for its key, in one
+// place: one lookup per record.
+//
+// It holds only what the run needs of an Entry, in 40 bytes and no
+// pointer: a million entries are a good part of a big job's memory, and
+// slabs without pointers are nothing for the collector to scan. The key is
+// in the index's key table; the UUID is not kept: the changes that need it
+// (updates, deletes) get it with their stored content (enrich).
+//
+// During the pull the index and the fields Hash, src, status and desired
+// are only read, so the mapping workers read them too (to skip the mapping
+// of unchanged records); the decider writes only the mark's fields (each
+// its own byte or word, so that the two never write or read the same
+// memory).
+type indexed struct {
+	Hash    Hash
+	src     Hash  // Entry.SourceHash
+	seq     int32 // the mark's
+	cat     uint8 // the mark's; catUnseen until the run decides on the key
+	seg     int8  // the mark's
+	status  uint8 // stBound, stPending, stFailed; 0 for anything else
+	desired bool  // content waits to be emitted (Entry.Desired is set)
+}
+
+func (en *indexed) seen() bool { return en.cat != catUnseen }
+
+func (en *indexed) mark() mark { return mark{cat: en.cat, seg: en.seg, seq: en.seq} }
+
+func (en *indexed) setMark(m mark) { en.cat, en.seg, en.seq = m.cat, m.seg, m.seq }
+
+const (
+	stBound uint8 = 1 + iota
+	stPending
+	stFailed
+)
+
 // entryIndex is the state's entries of the job, by key.
 type entryIndex struct {
 	keys keyTable
