@@ -9,32 +9,32 @@ import (
 func (r *runner) translate(rec *spoolRec, yield func(*ChangeRecord) error) error {
 	held := rec.flags&flagHeld != 0
 	failReason, failed := r.outcomes.failed[rec.key]
-	var cr ChangeRecord
+	cr := &r.cr
 	switch rec.action {
 	case ActionCreate:
 		if a, ok := r.adopted[rec.key]; ok {
 			// An existing contact in the organization: bind it, then
 			// update it when the source says otherwise.
-			cr = ChangeRecord{Action: ActionBind, Key: rec.key, UUID: a.uuid, Status: EntryBound, New: &a.contact, Applied: true,
+			*cr = ChangeRecord{Action: ActionBind, Key: rec.key, UUID: a.uuid, Status: EntryBound, New: &a.contact, Applied: true,
 				Reason: "adopted: an existing contact matched by display name and phone number 1 or email"}
 			if a.contact == rec.new {
 				// The record maps to the adopted content: its source hash
 				// holds for the entry.
 				cr.SourceHash = rec.src
 			}
-			if err := yield(&cr); err != nil {
+			if err := yield(cr); err != nil {
 				return err
 			}
 			if a.contact == rec.new {
 				return nil
 			}
-			cr = ChangeRecord{Action: ActionUpdate, Key: rec.key, UUID: a.uuid, Status: EntryBound, Old: &a.contact, New: &rec.new, Applied: !failed, Reason: failReason}
+			*cr = ChangeRecord{Action: ActionUpdate, Key: rec.key, UUID: a.uuid, Status: EntryBound, Old: &a.contact, New: &rec.new, Applied: !failed, Reason: failReason}
 			if cr.Applied {
 				cr.SourceHash = rec.src
 			}
-			return yield(&cr)
+			return yield(cr)
 		}
-		cr = ChangeRecord{Action: ActionCreate, Key: rec.key, New: &rec.new}
+		*cr = ChangeRecord{Action: ActionCreate, Key: rec.key, New: &rec.new}
 		switch uuid, bound := r.outcomes.bound[rec.key]; {
 		case held:
 			cr.Status, cr.Reason = EntryFailed, rec.reason
@@ -50,7 +50,7 @@ func (r *runner) translate(rec *spoolRec, yield func(*ChangeRecord) error) error
 		if rec.uuid == "" {
 			status = EntryPending
 		}
-		cr = ChangeRecord{Action: ActionUpdate, Key: rec.key, UUID: rec.uuid, Status: status, Old: &rec.old, New: &rec.new, Applied: !held && !failed}
+		*cr = ChangeRecord{Action: ActionUpdate, Key: rec.key, UUID: rec.uuid, Status: status, Old: &rec.old, New: &rec.new, Applied: !held && !failed}
 		switch {
 		case held:
 			cr.Reason = rec.reason
@@ -61,20 +61,26 @@ func (r *runner) translate(rec *spoolRec, yield func(*ChangeRecord) error) error
 			cr.SourceHash = rec.src
 		}
 	case ActionTouch:
-		cr = ChangeRecord{Action: ActionTouch, Key: rec.key, Applied: true, SourceHash: rec.src}
+		*cr = ChangeRecord{Action: ActionTouch, Key: rec.key, Applied: true, SourceHash: rec.src}
 	case ActionDelete:
-		cr = ChangeRecord{Action: ActionDelete, Key: rec.key, UUID: rec.uuid, Status: "deleted", Old: &rec.new, Reason: rec.reason, Applied: true}
+		*cr = ChangeRecord{Action: ActionDelete, Key: rec.key, UUID: rec.uuid, Status: "deleted", Old: &rec.new, Reason: rec.reason, Applied: true}
 		if failed {
 			cr.Status, cr.Applied, cr.Reason = StatusFailed, false, failReason
 		}
 	}
-	return yield(&cr)
+	return yield(cr)
 }
 
 // eachRecord calls fn for every change record of the run.
 func (r *runner) eachRecord(fn func(*ChangeRecord) error) error {
+	return r.eachRecordFrom(r.sp.each, fn)
+}
+
+// eachRecordFrom is eachRecord over a reader of the spool: each, or
+// eachHead for what needs no contact.
+func (r *runner) eachRecordFrom(each func(int, func(*spoolRec) error) error, fn func(*ChangeRecord) error) error {
 	for _, seg := range []int{segCreate, segUpdate, segDelete, segTouch} {
-		err := r.sp.each(seg, func(rec *spoolRec) error { return r.translate(rec, fn) })
+		err := each(seg, func(rec *spoolRec) error { return r.translate(rec, fn) })
 		if err != nil {
 			return err
 		}
@@ -85,7 +91,13 @@ func (r *runner) eachRecord(fn func(*ChangeRecord) error) error {
 // finalCounts counts what was really done, after the sink's outcomes.
 func (r *runner) finalCounts() (Counts, error) {
 	c := Counts{Unchanged: r.counts.Unchanged, Source: r.counts.Source, Rejected: r.counts.Rejected}
-	err := r.eachRecord(func(cr *ChangeRecord) error {
+	// Counting reads no contact, and keeps no key, unless a create was
+	// adopted: translate compares its contact with the adopted one.
+	each := r.sp.eachHead
+	if len(r.adopted) > 0 {
+		each = r.sp.each
+	}
+	err := r.eachRecordFrom(each, func(cr *ChangeRecord) error {
 		switch {
 		case cr.Action == ActionTouch: // counted as unchanged when planned
 		case cr.Action == ActionBind:
@@ -110,7 +122,7 @@ func (r *runner) finalCounts() (Counts, error) {
 }
 
 func (r *runner) silent(key string) bool {
-	en := r.index[key]
+	en := r.index.lookup(key)
 	return en != nil && en.status == stFailed
 }
 

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
-	"strings"
 	"time"
 )
 
@@ -175,13 +174,20 @@ type runner struct {
 
 	sp       *spool
 	mapper   *mapper // nil: records are mapped inline
-	index    map[string]*indexed
-	seen     map[string]mark // keys the state does not hold; the others' marks live in index
+	index    entryIndex
+	fresh    freshKeys // keys the state does not hold; the others' marks live in index
 	counts   Counts
 	complete bool
 	contact  Contact
 	managed  int
-	adopted  map[string]adoption
+	// adopted holds pointers: a lookup that copied an adoption out (a
+	// Contact) would cost an allocation per record of every pass.
+	adopted map[string]*adoption
+	// rec and cr are reused for every change spooled or translated, so
+	// that neither escapes to the heap once per record: the spool copies
+	// rec's fields, and a store must not keep a record after its yield.
+	rec      spoolRec
+	cr       ChangeRecord
 	outcomes *outcomes
 	// heldDeletes counts deletes that safety.allow held back.
 	heldDeletes int
@@ -190,62 +196,40 @@ type runner struct {
 // reasonGone is the reason of a delete whose record left the source.
 const reasonGone = "gone from the source"
 
-// indexed is a stored entry and what this run decided for its key, in one
-// place: one map lookup per record, and no second map over a million keys.
-//
-// It holds only what the run needs of an Entry, in 80 bytes: a million
-// entries are a good part of a big job's memory.
-//
-// During the pull the map and the fields Key, UUID, Hash, src, status and
-// desired are only read, so the mapping workers read them too (to skip the
-// mapping of unchanged records); the decider writes only seen and mark.
-type indexed struct {
-	Key     string
-	UUID    string
-	Hash    Hash
-	src     Hash  // Entry.SourceHash
-	status  uint8 // stBound, stPending, stFailed; 0 for anything else
-	desired bool  // content waits to be emitted (Entry.Desired is set)
-	seen    bool  // mark is set
-	mark    mark
-}
-
-const (
-	stBound uint8 = 1 + iota
-	stPending
-	stFailed
-)
-
 // markOf returns what the run decided for key, if anything.
 func (r *runner) markOf(key string) (mark, bool) {
-	if en := r.index[key]; en != nil {
-		return en.mark, en.seen
+	if en := r.index.lookup(key); en != nil {
+		return en.mark(), en.seen()
 	}
-	m, ok := r.seen[key]
-	return m, ok
+	if m, ok := r.fresh.lookup(key); ok {
+		return *m, true
+	}
+	return mark{}, false
 }
 
-// setMark records what the run decided for key. A key the state does not
-// hold is copied: the seen map outlives the record, and must not pin the
-// source's row buffer (a CSV row is one string; a map assignment stores
-// the key it is given each time).
-func (r *runner) setMark(key string, m mark) {
-	if en := r.index[key]; en != nil {
-		en.mark, en.seen = m, true
-		return
+// setMark records what the run decided for key, whose stored entry is en
+// (nil if none). A key the state does not hold is copied into the fresh
+// keys' table, never kept as given: it must not pin the source's row
+// buffer (a CSV row is one string).
+func (r *runner) setMark(key string, en *indexed, m mark) error {
+	if en != nil {
+		en.setMark(m)
+		return nil
 	}
-	r.seen[strings.Clone(key)] = m
+	return r.fresh.set(key, m)
 }
 
 // mark is what a pull decided for a key.
 type mark struct {
+	seq int32
 	cat uint8
 	seg int8
-	seq int32
 }
 
 const (
-	catNone uint8 = iota
+	// catUnseen: nothing decided yet (only in indexed).
+	catUnseen uint8 = iota
+	catNone
 	catUnchanged
 	catCreate
 	catUpdate
@@ -267,6 +251,9 @@ func (r *runner) run(ctx context.Context) error {
 	if err := r.loadIndex(ctx); err != nil {
 		return err
 	}
+	if heapHook != nil {
+		heapHook("index")
+	}
 	var cursor []byte
 	if !r.opts.Full {
 		if cursor, err = r.e.Store.Cursor(ctx, r.job.Name); err != nil {
@@ -275,12 +262,15 @@ func (r *runner) run(ctx context.Context) error {
 	}
 	attrs, all := r.job.Mapping.Attributes()
 	if w := runtime.GOMAXPROCS(0); w > 1 {
-		r.mapper = newMapper(r.job.Mapping, r.index, w)
+		r.mapper = newMapper(r.job.Mapping, &r.index, w)
 		defer r.mapper.stop()
 	}
 	pr, err := r.job.Source.Pull(ctx, PullRequest{Cursor: cursor, Full: r.opts.Full, Attributes: attrs, AllAttributes: all}, (*emitter)(r))
 	if err == nil {
 		err = r.flushMapped()
+	}
+	if heapHook != nil {
+		heapHook("pull")
 	}
 	r.res.Run.Source = pr.Identity
 	if err != nil {
@@ -319,7 +309,7 @@ func (r *runner) run(ctx context.Context) error {
 		}
 	}
 
-	if ad, ok := r.job.Sink.(Adopter); ok && r.counts.Created > 0 && len(r.index) == 0 {
+	if ad, ok := r.job.Sink.(Adopter); ok && r.counts.Created > 0 && r.index.len() == 0 {
 		if err := r.adopt(ctx, ad); err != nil {
 			return err
 		}
@@ -347,16 +337,8 @@ func (r *runner) run(ctx context.Context) error {
 }
 
 func (r *runner) loadIndex(ctx context.Context) error {
-	r.index = make(map[string]*indexed)
-	r.seen = make(map[string]mark)
-	// Entries live in slabs rather than one allocation each: a million of
-	// them are then a few hundred objects for the garbage collector.
-	var slab []indexed
 	return r.e.Store.Entries(ctx, r.job.Name, func(en Entry) error {
-		if len(slab) == cap(slab) {
-			slab = make([]indexed, 0, 4096)
-		}
-		ix := indexed{Key: en.Key, UUID: en.UUID, Hash: en.Hash, src: en.SourceHash, desired: !en.Desired.IsZero()}
+		ix := indexed{Hash: en.Hash, src: en.SourceHash, desired: !en.Desired.IsZero()}
 		switch en.Status {
 		case EntryBound:
 			ix.status = stBound
@@ -365,8 +347,9 @@ func (r *runner) loadIndex(ctx context.Context) error {
 		case EntryFailed:
 			ix.status = stFailed
 		}
-		slab = append(slab, ix)
-		r.index[en.Key] = &slab[len(slab)-1]
+		if err := r.index.put(en.Key, ix); err != nil {
+			return err
+		}
 		if en.Status != EntryFailed {
 			r.managed++
 		}
@@ -382,7 +365,7 @@ func (em *emitter) Record(rec *Record) error {
 	if r.mapper == nil {
 		var it mapItem
 		it.rec = *rec
-		mapOne(r.job.Mapping, r.index, &it, &r.contact)
+		mapOne(r.job.Mapping, &r.index, &it, &r.contact)
 		return r.decide(rec.Key, rec.Origin, &r.contact, &it)
 	}
 	if !r.mapper.add(rec) {
@@ -401,15 +384,21 @@ func (en *indexed) unchangedSource(src Hash) bool {
 		(en.status == stBound || en.status == stPending)
 }
 
+// heapHook, when set (by benchmarks, before a run), is called once the
+// index is loaded ("index") and once the pull is over ("pull"), while
+// the run's structures are live, to measure them.
+var heapHook func(stage string)
+
 // mappedHook, when set (by tests, before a run), is called for every record
 // the engine maps.
 var mappedHook func()
 
 // mapOne maps and hashes one record, unless its source hash says that it is
 // unchanged. It runs on the mapping workers.
-func mapOne(m *Mapping, index map[string]*indexed, it *mapItem, c *Contact) {
+func mapOne(m *Mapping, index *entryIndex, it *mapItem, c *Contact) {
 	it.src = m.SourceHash(&it.rec)
-	if index[it.rec.Key].unchangedSource(it.src) {
+	it.en = index.lookup(it.rec.Key)
+	if it.en.unchangedSource(it.src) {
 		it.skip, it.err, it.hash = true, nil, Hash{}
 		return
 	}
@@ -429,26 +418,31 @@ func mapOne(m *Mapping, index map[string]*indexed, it *mapItem, c *Contact) {
 func (r *runner) decide(key, origin string, c *Contact, it *mapItem) error {
 	h, err := it.hash, it.err
 	r.counts.Source++
-	en := r.index[key]
+	en := it.en
+	var m mark
+	var ok bool
 	if en != nil {
-		key = en.Key // the index's own copy, not the source's buffer
+		m, ok = en.mark(), en.seen()
+	} else if p, found := r.fresh.lookup(key); found {
+		m, ok = *p, true
 	}
-	if m, ok := r.markOf(key); ok {
+	if ok {
 		if m.cat == catRejected {
 			return nil
 		}
 		r.undo(m)
 	}
 	if err != nil {
-		return r.reject(key, origin, err.Error())
+		return r.reject(key, en, origin, err.Error())
 	}
 	switch {
 	case it.skip:
-		en.mark, en.seen = mark{cat: catUnchanged}, true
+		en.setMark(mark{cat: catUnchanged})
 		r.counts.Unchanged++
 		return nil
 	case en == nil || en.status == stFailed:
-		return r.spoolChange(key, catCreate, segCreate, &spoolRec{action: ActionCreate, key: key, new: *c, src: it.src})
+		r.rec = spoolRec{action: ActionCreate, key: key, new: *c, src: it.src}
+		return r.spoolChange(key, en, catCreate, segCreate, &r.rec)
 	case h == en.Hash && en.src != it.src && !en.desired:
 		// The same contact from a record that hashes differently (the
 		// mapping changed, or a column it does not read): store the new
@@ -457,18 +451,20 @@ func (r *runner) decide(key, origin string, c *Contact, it *mapItem) error {
 		if err != nil {
 			return err
 		}
-		en.mark, en.seen = mark{cat: catTouch, seg: segTouch, seq: seq}, true
+		en.setMark(mark{cat: catTouch, seg: segTouch, seq: seq})
 		r.counts.Unchanged++
 		return nil
 	case h == en.Hash:
-		en.mark, en.seen = mark{cat: catUnchanged}, true
+		en.setMark(mark{cat: catUnchanged})
 		r.counts.Unchanged++
 		return nil
 	case en.status == stPending:
-		return r.spoolChange(key, catWait, segRaw, &spoolRec{action: ActionUpdate, key: key, flags: flagHeld,
-			reason: "waiting for the contact's UUID (run reconcile with a Control Hub export)", new: *c})
+		r.rec = spoolRec{action: ActionUpdate, key: key, flags: flagHeld,
+			reason: "waiting for the contact's UUID (run reconcile with a Control Hub export)", new: *c}
+		return r.spoolChange(key, en, catWait, segRaw, &r.rec)
 	default:
-		return r.spoolChange(key, catUpdate, segRaw, &spoolRec{action: ActionUpdate, key: key, uuid: en.UUID, new: *c, src: it.src})
+		r.rec = spoolRec{action: ActionUpdate, key: key, new: *c, src: it.src}
+		return r.spoolChange(key, en, catUpdate, segRaw, &r.rec)
 	}
 }
 
@@ -482,7 +478,7 @@ func (em *emitter) Reject(key, origin, reason string) error {
 	if m, ok := r.markOf(key); ok {
 		r.undo(m)
 	}
-	return r.reject(key, origin, reason)
+	return r.reject(key, r.index.lookup(key), origin, reason)
 }
 
 func (em *emitter) Delete(key, origin string) error {
@@ -496,24 +492,22 @@ func (em *emitter) Delete(key, origin string) error {
 		}
 		r.undo(m)
 	}
-	en := r.index[key]
+	en := r.index.lookup(key)
 	if en == nil {
-		r.setMark(key, mark{cat: catNone})
-		return nil
+		return r.setMark(key, nil, mark{cat: catNone})
 	}
 	// The same reason as a complete pull's, so that an incremental run
 	// writes the very files a full pull would.
 	r.log.Debug("deleted in the source", "key", key, "origin", origin)
-	return r.spoolDelete(en, reasonGone, catDelete)
+	return r.spoolDelete(key, en, reasonGone, catDelete)
 }
 
-func (r *runner) reject(key, origin, reason string) error {
+func (r *runner) reject(key string, en *indexed, origin, reason string) error {
 	if _, err := r.sp.write(segReject, &spoolRec{action: ActionCreate, key: key, uuid: origin, reason: reason}); err != nil {
 		return err
 	}
-	r.setMark(key, mark{cat: catRejected})
 	r.counts.Rejected++
-	return nil
+	return r.setMark(key, en, mark{cat: catRejected})
 }
 
 // undo forgets what an earlier record of the same key decided.
@@ -544,7 +538,7 @@ func (r *runner) undo(m mark) {
 
 func (r *runner) allowed(a Action) bool { return r.job.Safety.Allow[a] }
 
-func (r *runner) spoolChange(key string, cat uint8, seg int, rec *spoolRec) error {
+func (r *runner) spoolChange(key string, en *indexed, cat uint8, seg int, rec *spoolRec) error {
 	if cat != catWait && !r.allowed(rec.action) {
 		rec.flags |= flagHeld
 		rec.reason = "held back: safety.allow does not list " + string(rec.action)
@@ -554,7 +548,9 @@ func (r *runner) spoolChange(key string, cat uint8, seg int, rec *spoolRec) erro
 	if err != nil {
 		return err
 	}
-	r.setMark(key, mark{cat: cat, seg: int8(seg), seq: seq})
+	if err := r.setMark(key, en, mark{cat: cat, seg: int8(seg), seq: seq}); err != nil {
+		return err
+	}
 	switch cat {
 	case catCreate:
 		r.counts.Created++
@@ -566,17 +562,17 @@ func (r *runner) spoolChange(key string, cat uint8, seg int, rec *spoolRec) erro
 	return nil
 }
 
-func (r *runner) spoolDelete(en *indexed, reason string, cat uint8) error {
-	rec := &spoolRec{action: ActionDelete, key: en.Key, uuid: en.UUID, reason: reason}
+func (r *runner) spoolDelete(key string, en *indexed, reason string, cat uint8) error {
+	rec := &spoolRec{action: ActionDelete, key: key, reason: reason}
 	if en.status == stFailed {
 		// Never created in Webex: forget it without showing it to the sink.
 		rec.flags |= flagSilent
 		seq, err := r.sp.write(segRaw, rec)
-		en.mark, en.seen = mark{cat: catNone, seg: segRaw, seq: seq}, true
+		en.setMark(mark{cat: catNone, seg: segRaw, seq: seq})
 		return err
 	}
 	if !r.allowed(ActionDelete) {
-		en.mark, en.seen = mark{cat: catHeldDelete}, true
+		en.setMark(mark{cat: catHeldDelete})
 		r.counts.Waiting++
 		r.heldDeletes++
 		return nil
@@ -585,7 +581,7 @@ func (r *runner) spoolDelete(en *indexed, reason string, cat uint8) error {
 	if err != nil {
 		return err
 	}
-	en.mark, en.seen = mark{cat: cat, seg: segRaw, seq: seq}, true
+	en.setMark(mark{cat: cat, seg: segRaw, seq: seq})
 	r.counts.Deleted++
 	return nil
 }
@@ -594,25 +590,29 @@ func (r *runner) spoolDelete(en *indexed, reason string, cat uint8) error {
 // deletes for keys gone from a complete pull, and changes that waited
 // (failed on an earlier run, or held until a UUID came).
 func (r *runner) planRest(ctx context.Context) error {
-	for key, en := range r.index {
-		if err := ctx.Err(); err != nil {
-			return err
+	for id := range r.index.len() {
+		if id%1024 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
 		}
-		if en.seen {
+		en := r.index.ents.at(id)
+		if en.seen() {
 			continue
 		}
+		key := r.index.keys.key(id)
 		switch {
 		case r.complete:
-			if err := r.spoolDelete(en, reasonGone, catDelete); err != nil {
+			if err := r.spoolDelete(key, en, reasonGone, catDelete); err != nil {
 				return err
 			}
 		case !en.desired:
 		case en.status == stFailed:
-			if err := r.spoolChange(key, catCreate, segRaw, &spoolRec{action: ActionCreate, key: key, flags: flagFromDesired}); err != nil {
+			if err := r.spoolChange(key, en, catCreate, segRaw, &spoolRec{action: ActionCreate, key: key, flags: flagFromDesired}); err != nil {
 				return err
 			}
 		case en.status == stBound:
-			if err := r.spoolChange(key, catUpdate, segRaw, &spoolRec{action: ActionUpdate, key: key, uuid: en.UUID, flags: flagFromDesired}); err != nil {
+			if err := r.spoolChange(key, en, catUpdate, segRaw, &spoolRec{action: ActionUpdate, key: key, flags: flagFromDesired}); err != nil {
 				return err
 			}
 		}
@@ -647,6 +647,11 @@ func (r *runner) enrich(ctx context.Context) error {
 			}
 			if rec.flags&flagFromDesired != 0 {
 				rec.new = sc.DesiredContact
+			}
+			// The index keeps no UUIDs. An update of a pending contact
+			// waits for its UUID, and goes without one.
+			if rec.action == ActionDelete || (rec.action == ActionUpdate && sc.Status != EntryPending) {
+				rec.uuid = sc.UUID
 			}
 			seg := segUpdate
 			switch rec.action {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"testing"
 
@@ -192,4 +193,65 @@ func BenchmarkDiff(b *testing.B) {
 			b.Fatal("want one changed field")
 		}
 	}
+}
+
+// BenchmarkEngineMillion runs jobs of 1,000,000 records (region=none, so
+// that the mapping weighs little) and reports the live heap per record once
+// the index is loaded and once the pull is over, above the heap before the
+// run: "full" from an empty state (the keys new to the state), "unchanged"
+// a full pull over the state the full run left (the index of every entry).
+// It takes minutes: run it alone, with -benchtime=1x.
+func BenchmarkEngineMillion(b *testing.B) {
+	if testing.Short() {
+		b.Skip("1,000,000 records")
+	}
+	const n = 1_000_000
+	parent := b // the states outlive the sub-benchmarks
+	db, dir := openBenchState(b)
+	src := &memSource{n: n}
+	job := benchJob(b, "", src)
+	eng := &connector.Engine{Store: db, SpoolDir: dir}
+	heapAt := func(b *testing.B, opts connector.RunOptions, check func(*connector.Result)) {
+		index, pull, stop := connector.LiveHeap()
+		defer stop()
+		var before, idx, pl uint64
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			b.StopTimer()
+			runtime.GC()
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			before = ms.HeapAlloc
+			b.StartTimer()
+			res := runBench(b, eng, job, opts)
+			check(res)
+			idx, pl = index(), pull()
+		}
+		b.ReportMetric(float64(int64(idx)-int64(before))/n, "index-B/entry")
+		b.ReportMetric(float64(int64(pl)-int64(before))/n, "pull-B/entry")
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/record")
+	}
+	b.Run("full", func(b *testing.B) {
+		heapAt(b, connector.RunOptions{}, func(res *connector.Result) {
+			if res.Run.Counts.Created != n {
+				b.Fatalf("created %d, want %d", res.Run.Counts.Created, n)
+			}
+			// The next round starts from an empty state again.
+			b.StopTimer()
+			db.Close()
+			db, dir = openBenchState(parent)
+			eng.Store, eng.SpoolDir = db, dir
+			b.StartTimer()
+		})
+	})
+	b.Run("unchanged", func(b *testing.B) {
+		// In the sub-benchmark, so that running only "full" skips it.
+		runBench(b, eng, job, connector.RunOptions{})
+		heapAt(b, connector.RunOptions{Full: true}, func(res *connector.Result) {
+			if res.Run.Counts.Unchanged != n {
+				b.Fatalf("unchanged %d, want %d", res.Run.Counts.Unchanged, n)
+			}
+		})
+	})
 }

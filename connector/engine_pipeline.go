@@ -13,7 +13,7 @@ const mapBatchSize = 256
 // the source fills and the one the workers map.
 type mapper struct {
 	m         *Mapping
-	index     map[string]*indexed // read only while the workers run
+	index     *entryIndex // read only while the workers run
 	work      chan mapPart
 	workers   int
 	cur, prev *mapBatch
@@ -25,8 +25,9 @@ type mapItem struct {
 	rec     Record
 	contact Contact
 	hash    Hash
-	src     Hash // the record's source hash
-	skip    bool // unchanged by its source hash: not mapped
+	src     Hash     // the record's source hash
+	en      *indexed // the key's stored entry, nil if none
+	skip    bool     // unchanged by its source hash: not mapped
 	err     error
 }
 
@@ -41,7 +42,7 @@ type mapPart struct {
 	lo, hi int
 }
 
-func newMapper(m *Mapping, index map[string]*indexed, workers int) *mapper {
+func newMapper(m *Mapping, index *entryIndex, workers int) *mapper {
 	p := &mapper{m: m, index: index, work: make(chan mapPart, 2*workers), workers: workers}
 	for range workers {
 		p.wg.Add(1)

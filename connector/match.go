@@ -140,14 +140,14 @@ func (r *runner) adopt(ctx context.Context, ad Adopter) error {
 			m.items[i].used = true
 		}
 	}
-	r.adopted = map[string]adoption{}
+	r.adopted = map[string]*adoption{}
 	err = r.sp.each(segCreate, func(rec *spoolRec) error {
 		if rec.flags&flagHeld != 0 || journaled[rec.key] {
 			return nil
 		}
 		if i := m.find(&rec.new); i >= 0 {
 			m.items[i].used = true
-			r.adopted[rec.key] = adoption{uuid: m.items[i].uuid, contact: m.items[i].contact}
+			r.adopted[rec.key] = &adoption{uuid: m.items[i].uuid, contact: m.items[i].contact}
 			r.log.Info("adopting an existing contact", "key", rec.key, "contact_uuid", m.items[i].uuid)
 			// The plan's figures (what a dry run reports, what Plan.Counts
 			// tells the sink) count an adopted create as a bind, plus an

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"unsafe"
 )
 
 // spool keeps a run's changes on disk between the pull and the commit, so
@@ -16,6 +17,7 @@ import (
 type spool struct {
 	dir  string
 	segs [numSegs]*segment
+	buf  [binary.MaxVarintLen64]byte // a length being written
 }
 
 type segment struct {
@@ -82,7 +84,23 @@ const (
 	flagHasSrc
 )
 
-var actionCodes = map[Action]byte{ActionCreate: 'c', ActionUpdate: 'u', ActionDelete: 'd', ActionBind: 'b', ActionTouch: 't'}
+// actionCode is a switch rather than a map: it runs for every record
+// spooled.
+func actionCode(a Action) byte {
+	switch a {
+	case ActionCreate:
+		return 'c'
+	case ActionUpdate:
+		return 'u'
+	case ActionDelete:
+		return 'd'
+	case ActionBind:
+		return 'b'
+	case ActionTouch:
+		return 't'
+	}
+	return 0
+}
 
 func actionOf(b byte) Action {
 	switch b {
@@ -100,7 +118,6 @@ func actionOf(b byte) Action {
 
 func (s *spool) write(seg int, r *spoolRec) (int32, error) {
 	g := s.segs[seg]
-	var buf [binary.MaxVarintLen64]byte
 	flags := r.flags
 	if r.hasOld {
 		flags |= flagHasOld
@@ -108,7 +125,7 @@ func (s *spool) write(seg int, r *spoolRec) (int32, error) {
 	if !r.src.IsZero() {
 		flags |= flagHasSrc
 	}
-	if err := g.w.WriteByte(actionCodes[r.action]); err != nil {
+	if err := g.w.WriteByte(actionCode(r.action)); err != nil {
 		return 0, err
 	}
 	if err := g.w.WriteByte(flags); err != nil {
@@ -120,8 +137,8 @@ func (s *spool) write(seg int, r *spoolRec) (int32, error) {
 		}
 	}
 	put := func(v string) error {
-		n := binary.PutUvarint(buf[:], uint64(len(v)))
-		if _, err := g.w.Write(buf[:n]); err != nil {
+		n := binary.PutUvarint(s.buf[:], uint64(len(v)))
+		if _, err := g.w.Write(s.buf[:n]); err != nil {
 			return err
 		}
 		_, err := g.w.WriteString(v)
@@ -158,6 +175,17 @@ func (s *spool) supersede(seg int, seq int32) {
 
 // each reads a segment back, skipping superseded records. rec is reused.
 func (s *spool) each(seg int, fn func(r *spoolRec) error) error {
+	return s.read(seg, true, fn)
+}
+
+// eachHead reads a segment back like each, without the contacts (new and
+// old stay empty) and without allocating: key, uuid and reason share a
+// buffer that the next record overwrites, so fn must not keep them.
+func (s *spool) eachHead(seg int, fn func(r *spoolRec) error) error {
+	return s.read(seg, false, fn)
+}
+
+func (s *spool) read(seg int, contacts bool, fn func(r *spoolRec) error) error {
 	g := s.segs[seg]
 	if err := g.w.Flush(); err != nil {
 		return fmt.Errorf("spool: %w", err)
@@ -200,6 +228,12 @@ func (s *spool) each(seg int, fn func(r *spoolRec) error) error {
 			if err != nil {
 				return fmt.Errorf("spool: read: %w", err)
 			}
+			if !contacts && i >= 3 {
+				if _, err := br.Discard(int(n)); err != nil {
+					return fmt.Errorf("spool: read: %w", err)
+				}
+				continue
+			}
 			at := len(scratch)
 			scratch = slices.Grow(scratch, int(n))[:at+int(n)]
 			if _, err := io.ReadFull(br, scratch[at:]); err != nil {
@@ -207,20 +241,25 @@ func (s *spool) each(seg int, fn func(r *spoolRec) error) error {
 			}
 			ends[i] = len(scratch)
 		}
-		// The key has its own string: sinks and outcomes keep keys, and must
-		// not pin the whole record with them.
-		r.key = string(scratch[:ends[0]])
-		all := string(scratch[ends[0]:])
-		field := func(i int) string {
-			return all[ends[i-1]-ends[0] : ends[i]-ends[0]]
-		}
-		r.uuid, r.reason = field(1), field(2)
-		for i := range r.new {
-			r.new[i] = field(3 + i)
-		}
-		if r.hasOld {
-			for i := range r.old {
-				r.old[i] = field(3 + int(NumFields) + i)
+		if !contacts {
+			head := unsafe.String(unsafe.SliceData(scratch), len(scratch))
+			r.key, r.uuid, r.reason = head[:ends[0]], head[ends[0]:ends[1]], head[ends[1]:ends[2]]
+		} else {
+			// The key has its own string: sinks and outcomes keep keys, and
+			// must not pin the whole record with them.
+			r.key = string(scratch[:ends[0]])
+			all := string(scratch[ends[0]:])
+			field := func(i int) string {
+				return all[ends[i-1]-ends[0] : ends[i]-ends[0]]
+			}
+			r.uuid, r.reason = field(1), field(2)
+			for i := range r.new {
+				r.new[i] = field(3 + i)
+			}
+			if r.hasOld {
+				for i := range r.old {
+					r.old[i] = field(3 + int(NumFields) + i)
+				}
 			}
 		}
 		if _, skip := g.superseded[seq]; skip {
