@@ -22,6 +22,9 @@ type applier struct {
 	conn  driver.Conn
 	job   any // boxed once
 	runID any
+	// lastID is the id of the last audit row queued: audit rows get their
+	// ids from Commit, so that an entry can name the row holding its content.
+	lastID int64
 
 	create  driver.Stmt // applied create: emitted content := New
 	update  driver.Stmt // applied update: emitted content := New
@@ -54,20 +57,22 @@ const (
 	createBatch   = 64
 	auditBatch    = 64
 	createColumns = 7
-	auditColumns  = 9
+	auditColumns  = 10
 )
 
 const (
-	createInsert = `INSERT INTO entries (job, key, uuid, status, hash, contact, source_hash) VALUES `
+	createInsert = `INSERT INTO entries (job, key, uuid, status, hash, contact_ref, source_hash) VALUES `
 	// An applied create is a new Webex contact: its UUID, or none while
 	// pending, replaces whatever the entry held (a failed create). The
 	// rows of one statement are inserted in order, so a key twice in a
 	// batch ends as the later change left it.
 	createConflict = `
 			ON CONFLICT (job, key) DO UPDATE SET uuid = excluded.uuid, status = excluded.status,
-				hash = excluded.hash, contact = excluded.contact, desired_hash = NULL, desired = NULL,
+				hash = excluded.hash, contact = NULL, contact_ref = excluded.contact_ref, desired_hash = NULL, desired = NULL,
 				source_hash = excluded.source_hash`
-	auditInsert = `INSERT INTO changes (run_id, action, key, uuid, status, applied, reason, old, new) VALUES `
+	auditInsert = `INSERT INTO changes (id, run_id, action, key, uuid, status, applied, reason, old, new) VALUES `
+	// storedContact is an entry's emitted content, wherever it is kept.
+	storedContact = `coalesce(contact, (SELECT new FROM changes WHERE changes.id = entries.contact_ref))`
 )
 
 func valuesList(columns, rows int) string {
@@ -92,11 +97,11 @@ func newApplier(ctx context.Context, conn driver.Conn, job string, runID int64) 
 		{&a.create, createInsert + valuesList(createColumns, 1) + createConflict},
 		{&a.createMany, createInsert + valuesList(createColumns, createBatch) + createConflict},
 		// An update keeps the entry's UUID and status unless it learns a UUID.
-		{&a.update, `INSERT INTO entries (job, key, uuid, status, hash, contact, source_hash) VALUES (?, ?, ?, ?, ?, ?, ?)
+		{&a.update, `INSERT INTO entries (job, key, uuid, status, hash, contact_ref, source_hash) VALUES (?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (job, key) DO UPDATE SET
 				uuid = CASE WHEN excluded.uuid <> '' THEN excluded.uuid ELSE entries.uuid END,
 				status = CASE WHEN excluded.uuid <> '' OR entries.uuid <> '' THEN 'bound' ELSE entries.status END,
-				hash = excluded.hash, contact = excluded.contact, desired_hash = NULL, desired = NULL,
+				hash = excluded.hash, contact = NULL, contact_ref = excluded.contact_ref, desired_hash = NULL, desired = NULL,
 				source_hash = excluded.source_hash
 			RETURNING uuid, status`},
 		// Content waiting to be emitted makes the stored source hash
@@ -107,14 +112,15 @@ func newApplier(ctx context.Context, conn driver.Conn, job string, runID int64) 
 			RETURNING uuid`},
 		// A bind that sets the content sets the source hash it came from
 		// (NULL: unknown); one that keeps the content keeps it.
-		{&a.bind, `INSERT INTO entries (job, key, uuid, status, hash, contact, source_hash) VALUES (?1, ?2, ?3, 'bound', ?4, ?5, ?7)
+		{&a.bind, `INSERT INTO entries (job, key, uuid, status, hash, contact_ref, source_hash) VALUES (?1, ?2, ?3, 'bound', ?4, ?5, ?7)
 			ON CONFLICT (job, key) DO UPDATE SET uuid = excluded.uuid, status = 'bound',
 				hash = CASE WHEN ?6 THEN excluded.hash ELSE entries.hash END,
-				contact = CASE WHEN ?6 THEN excluded.contact ELSE entries.contact END,
+				contact = CASE WHEN ?6 THEN NULL ELSE entries.contact END,
+				contact_ref = CASE WHEN ?6 THEN excluded.contact_ref ELSE entries.contact_ref END,
 				source_hash = CASE WHEN ?6 THEN excluded.source_hash ELSE entries.source_hash END`},
 		{&a.touch, `UPDATE entries SET source_hash = ? WHERE job = ? AND key = ?`},
-		{&a.remove, `DELETE FROM entries WHERE job = ? AND key = ? RETURNING uuid, contact`},
-		{&a.get, `SELECT contact FROM entries WHERE job = ? AND key = ?`},
+		{&a.remove, `DELETE FROM entries WHERE job = ? AND key = ? RETURNING uuid, ` + storedContact},
+		{&a.get, `SELECT ` + storedContact + ` FROM entries WHERE job = ? AND key = ?`},
 		{&a.audit, auditInsert + valuesList(auditColumns, 1)},
 		{&a.auditMany, auditInsert + valuesList(auditColumns, auditBatch)},
 	}
@@ -130,6 +136,27 @@ func newApplier(ctx context.Context, conn driver.Conn, job string, runID int64) 
 		}
 		*p.st = st
 	}
+	// The ids SQLite would choose: one more than the largest.
+	last, err := pc.PrepareContext(ctx, `SELECT coalesce(max(id), 0) FROM changes`)
+	if err != nil {
+		a.close()
+		return nil, fmt.Errorf("prepare: %w", err)
+	}
+	defer last.Close()
+	found, err := a.queryRow(last, nil, 1)
+	if err == nil && !found {
+		err = errNoRow
+	}
+	if err != nil {
+		a.close()
+		return nil, fmt.Errorf("last audit row: %w", err)
+	}
+	id, ok := a.row[0].(int64)
+	if !ok {
+		a.close()
+		return nil, fmt.Errorf("last audit row: unexpected %T", a.row[0])
+	}
+	a.lastID = id
 	return a, nil
 }
 
@@ -215,9 +242,13 @@ func contactText(c *connector.Contact) driver.Value {
 	return unsafe.String(unsafe.SliceData(b), len(b))
 }
 
-func (a *applier) queueAudit(action driver.Value, key, uuid, status driver.Value, applied bool, reason string, old, new driver.Value) error {
+// nextID is the id the next audit row queued gets.
+func (a *applier) nextID() driver.Value { return a.lastID + 1 }
+
+func (a *applier) queueAudit(id, action, key, uuid, status driver.Value, applied bool, reason string, old, new driver.Value) error {
 	var r driver.Value = reason
-	a.pending = appendRow(a.pending, a.runID, action, key, uuid, status, applied, r, old, new)
+	a.lastID++
+	a.pending = appendRow(a.pending, id, a.runID, action, key, uuid, status, applied, r, old, new)
 	if len(a.pending) < auditColumns*auditBatch {
 		return nil
 	}
@@ -231,17 +262,19 @@ func (a *applier) queueAudit(action driver.Value, key, uuid, status driver.Value
 	return nil
 }
 
-// flushAudit inserts the audit rows not inserted yet, one by one; run at
-// the end of the changes, after flushCreates.
+// flushAudit inserts the audit rows not inserted yet, one by one: at the
+// end of the changes, after flushCreates, and before reading an entry's
+// content, which may be one of them.
 func (a *applier) flushAudit() error {
 	for len(a.pending) > 0 {
 		row := a.values(valuesOf(a.pending[:auditColumns])...)
 		if err := a.exec(a.audit, row); err != nil {
 			return err
 		}
+		clear(a.pending[:auditColumns])
 		a.pending = a.pending[auditColumns:]
 	}
-	a.pending = nil
+	a.pending = a.pending[:0:0]
 	return nil
 }
 
@@ -319,6 +352,7 @@ func (a *applier) apply(seq int, rec *connector.ChangeRecord) error {
 		newHash = a.hashBytes(rec.New.Hash())
 	}
 	var key driver.Value = rec.Key
+	ref := a.nextID()
 	uuid, status := rec.UUID, ""
 	old := rec.Old
 	var err error
@@ -364,7 +398,7 @@ func (a *applier) apply(seq int, rec *connector.ChangeRecord) error {
 			status = connector.EntryBound
 		}
 		var found bool
-		found, err = a.queryRow(a.update, a.values(a.job, key, rec.UUID, status, newHash, newJSON, a.hashBytes(rec.SourceHash)), 2)
+		found, err = a.queryRow(a.update, a.values(a.job, key, rec.UUID, status, newHash, ref, a.hashBytes(rec.SourceHash)), 2)
 		if err == nil && !found {
 			err = errNoRow
 		}
@@ -376,6 +410,9 @@ func (a *applier) apply(seq int, rec *connector.ChangeRecord) error {
 
 	case rec.Action == connector.ActionDelete:
 		status = "deleted"
+		if err = a.flushAudit(); err != nil {
+			return fmt.Errorf("audit of the changes before: %w", err)
+		}
 		var found bool
 		found, err = a.queryRow(a.remove, a.values(a.job, key), 2)
 		if err == nil && found { // not found: already gone, the audit still records the delete
@@ -400,7 +437,11 @@ func (a *applier) apply(seq int, rec *connector.ChangeRecord) error {
 			}
 		}
 		status = connector.EntryBound
-		err = a.exec(a.bind, a.values(a.job, key, rec.UUID, newHash, newJSON, rec.New != nil, a.hashBytes(rec.SourceHash)))
+		var contentRef driver.Value
+		if rec.New != nil {
+			contentRef = ref
+		}
+		err = a.exec(a.bind, a.values(a.job, key, rec.UUID, newHash, contentRef, rec.New != nil, a.hashBytes(rec.SourceHash)))
 	}
 	if err != nil {
 		return err
@@ -409,7 +450,7 @@ func (a *applier) apply(seq int, rec *connector.ChangeRecord) error {
 	if old != nil {
 		oldJSON = contactText(old)
 	}
-	return a.queueAudit(string(rec.Action), key, uuid, status, rec.Applied, rec.Reason, oldJSON, newJSON)
+	return a.queueAudit(ref, string(rec.Action), key, uuid, status, rec.Applied, rec.Reason, oldJSON, newJSON)
 }
 
 // errNoRow stands for database/sql's ErrNoRows where a statement with
@@ -424,8 +465,8 @@ func (a *applier) applyCreate(seq int, rec *connector.ChangeRecord) error {
 	if rec.UUID != "" {
 		status = boxBound
 	}
-	newJSON := contactText(rec.New)
-	a.creates = appendRow(a.creates, a.job, key, uuid, status, a.hashBytes(rec.New.Hash()), newJSON, a.hashBytes(rec.SourceHash))
+	ref := a.nextID()
+	a.creates = appendRow(a.creates, a.job, key, uuid, status, a.hashBytes(rec.New.Hash()), ref, a.hashBytes(rec.SourceHash))
 	a.createSeq = append(a.createSeq, seq)
 	a.createKeys = append(a.createKeys, rec.Key)
 	if len(a.createSeq) >= createBatch {
@@ -433,12 +474,16 @@ func (a *applier) applyCreate(seq int, rec *connector.ChangeRecord) error {
 			return err
 		}
 	}
-	return a.queueAudit(boxCreate, key, uuid, status, true, rec.Reason, contactText(rec.Old), newJSON)
+	return a.queueAudit(ref, boxCreate, key, uuid, status, true, rec.Reason, contactText(rec.Old), contactText(rec.New))
 }
 
 // stored returns an entry's last emitted content, so that the audit shows
 // the old values of a change whose caller did not pass them.
 func (a *applier) stored(key driver.Value) (*connector.Contact, error) {
+	// The content may be in an audit row still queued.
+	if err := a.flushAudit(); err != nil {
+		return nil, fmt.Errorf("audit of the changes before: %w", err)
+	}
 	found, err := a.queryRow(a.get, a.values(a.job, key), 1)
 	if err != nil || !found {
 		return nil, err

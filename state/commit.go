@@ -200,6 +200,13 @@ func insertRejections(ctx context.Context, tx *sql.Tx, c *connector.Commit) (int
 	return n, nil
 }
 
+// keepContents copies into the entries the contents they share with the
+// audit rows of runs started before ?1.
+const keepContents = `UPDATE entries SET contact = (SELECT new FROM changes WHERE changes.id = entries.contact_ref), contact_ref = NULL
+	WHERE (job, key) IN (SELECT r.job, c.key FROM changes c JOIN runs r ON r.id = c.run_id
+			WHERE c.run_id IN (SELECT id FROM runs WHERE started_at < ?1))
+		AND contact_ref IN (SELECT id FROM changes WHERE run_id IN (SELECT id FROM runs WHERE started_at < ?1))`
+
 // prune removes the changes and rejections of runs started more than
 // keepDays before ref; the run rows stay, so history still lists them.
 func (d *DB) prune(ctx context.Context, tx *sql.Tx, keepDays int, ref time.Time) (int64, error) {
@@ -207,6 +214,12 @@ func (d *DB) prune(ctx context.Context, tx *sql.Tx, keepDays int, ref time.Time)
 		return 0, nil
 	}
 	cutoff := formatTime(ref.Add(-time.Duration(keepDays) * 24 * time.Hour))
+	// Entries whose content is an audit row about to go get their own
+	// copy. They are found through the pruned rows' jobs and keys (the
+	// primary key), not by a scan of every entry.
+	if _, err := tx.ExecContext(ctx, keepContents, cutoff); err != nil {
+		return 0, fmt.Errorf("prune changes: keep contents: %w", err)
+	}
 	var runs int64
 	for _, table := range []string{"changes", "rejections"} {
 		res, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE run_id IN (SELECT id FROM runs WHERE started_at < ?)`, cutoff)

@@ -60,7 +60,7 @@ func (d *DB) Contacts(ctx context.Context, job string, keys []string) (map[strin
 		for _, k := range batch {
 			args = append(args, k)
 		}
-		q := `SELECT key, uuid, status, hash, desired_hash, source_hash, contact, desired FROM entries
+		q := `SELECT key, uuid, status, hash, desired_hash, source_hash, ` + storedContact + `, desired FROM entries
 			WHERE job = ? AND key IN (?` + strings.Repeat(",?", len(batch)-1) + `)`
 		if err := d.loadContacts(ctx, job, q, args, out); err != nil {
 			return nil, err
