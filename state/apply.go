@@ -52,7 +52,7 @@ type applier struct {
 }
 
 // createBatch and auditBatch are how many rows one statement inserts
-// (7 and 9 parameters each, well under SQLite's limit of 32766).
+// (7 and 10 parameters each, well under SQLite's limit of 32766).
 const (
 	createBatch   = 64
 	auditBatch    = 64
