@@ -266,15 +266,14 @@ func (a *applier) queueAudit(id, action, key, uuid, status driver.Value, applied
 // end of the changes, after flushCreates, and before reading an entry's
 // content, which may be one of them.
 func (a *applier) flushAudit() error {
-	for len(a.pending) > 0 {
-		row := a.values(valuesOf(a.pending[:auditColumns])...)
+	for i := 0; i < len(a.pending); i += auditColumns {
+		row := a.values(valuesOf(a.pending[i : i+auditColumns])...)
 		if err := a.exec(a.audit, row); err != nil {
 			return err
 		}
-		clear(a.pending[:auditColumns])
-		a.pending = a.pending[auditColumns:]
 	}
-	a.pending = a.pending[:0:0]
+	clear(a.pending)
+	a.pending = a.pending[:0]
 	return nil
 }
 
