@@ -3,9 +3,9 @@ package state
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/contactsync/contactsync/connector"
@@ -42,7 +42,12 @@ func (d *DB) Commit(ctx context.Context, c *connector.Commit) (err error) {
 	if !finalStatus(c.Run.Status) {
 		return fail(fmt.Errorf("status %q is not a final run status", c.Run.Status))
 	}
-	tx, err := d.w.BeginTx(ctx, nil)
+	conn, err := d.w.Conn(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	defer conn.Close()
+	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
 		return fail(err)
 	}
@@ -61,7 +66,7 @@ func (d *DB) Commit(ctx context.Context, c *connector.Commit) (err error) {
 		}
 	}
 	st := time.Now()
-	n, err := d.applyChanges(ctx, tx, c)
+	n, err := d.applyChanges(ctx, conn, c)
 	if err != nil {
 		return fail(err)
 	}
@@ -109,238 +114,55 @@ func (d *DB) Commit(ctx context.Context, c *connector.Commit) (err error) {
 	return nil
 }
 
-// applier holds the statements that apply one change, prepared once per
-// commit.
-type applier struct {
-	ctx     context.Context
-	job     string
-	runID   int64
-	create  *sql.Stmt // applied create: emitted content := New
-	update  *sql.Stmt // applied update: emitted content := New
-	desired *sql.Stmt // not applied: desired content := New
-	bind    *sql.Stmt
-	touch   *sql.Stmt // only the source hash, no audit row
-	remove  *sql.Stmt
-	get     *sql.Stmt
-	audit   *sql.Stmt
-	// auditMany inserts auditBatch audit rows at once: a row per statement
-	// cost as much in database/sql and cgo overhead as SQLite's own work.
-	auditMany *sql.Stmt
-	pending   []any // arguments of audit rows not inserted yet
-}
-
-// auditBatch is how many audit rows one statement inserts (9 parameters
-// each, well under SQLite's limit).
-const auditBatch = 64
-
-const auditColumns = `INSERT INTO changes (run_id, action, key, uuid, status, applied, reason, old, new) VALUES `
-
-func (d *DB) applyChanges(ctx context.Context, tx *sql.Tx, c *connector.Commit) (int, error) {
+func (d *DB) applyChanges(ctx context.Context, conn *sql.Conn, c *connector.Commit) (int, error) {
 	if c.Changes == nil {
 		return 0, nil
 	}
-	a := &applier{ctx: context.WithoutCancel(ctx), job: c.Run.Job, runID: c.Run.ID}
-	prep := []struct {
-		st **sql.Stmt
-		q  string
-	}{
-		// An applied create is a new Webex contact: its UUID, or none
-		// while pending, replaces whatever the entry held (a failed create).
-		{&a.create, `INSERT INTO entries (job, key, uuid, status, hash, contact, source_hash) VALUES (?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT (job, key) DO UPDATE SET uuid = excluded.uuid, status = excluded.status,
-				hash = excluded.hash, contact = excluded.contact, desired_hash = NULL, desired = NULL,
-				source_hash = excluded.source_hash`},
-		// An update keeps the entry's UUID and status unless it learns a UUID.
-		{&a.update, `INSERT INTO entries (job, key, uuid, status, hash, contact, source_hash) VALUES (?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT (job, key) DO UPDATE SET
-				uuid = CASE WHEN excluded.uuid <> '' THEN excluded.uuid ELSE entries.uuid END,
-				status = CASE WHEN excluded.uuid <> '' OR entries.uuid <> '' THEN 'bound' ELSE entries.status END,
-				hash = excluded.hash, contact = excluded.contact, desired_hash = NULL, desired = NULL,
-				source_hash = excluded.source_hash
-			RETURNING uuid, status`},
-		// Content waiting to be emitted makes the stored source hash
-		// meaningless: the record must be mapped and planned again.
-		{&a.desired, `INSERT INTO entries (job, key, uuid, status, desired_hash, desired) VALUES (?, ?, ?, 'failed', ?, ?)
-			ON CONFLICT (job, key) DO UPDATE SET desired_hash = excluded.desired_hash, desired = excluded.desired,
-				source_hash = NULL
-			RETURNING uuid`},
-		// A bind that sets the content sets the source hash it came from
-		// (NULL: unknown); one that keeps the content keeps it.
-		{&a.bind, `INSERT INTO entries (job, key, uuid, status, hash, contact, source_hash) VALUES (?1, ?2, ?3, 'bound', ?4, ?5, ?7)
-			ON CONFLICT (job, key) DO UPDATE SET uuid = excluded.uuid, status = 'bound',
-				hash = CASE WHEN ?6 THEN excluded.hash ELSE entries.hash END,
-				contact = CASE WHEN ?6 THEN excluded.contact ELSE entries.contact END,
-				source_hash = CASE WHEN ?6 THEN excluded.source_hash ELSE entries.source_hash END`},
-		{&a.touch, `UPDATE entries SET source_hash = ? WHERE job = ? AND key = ?`},
-		{&a.remove, `DELETE FROM entries WHERE job = ? AND key = ? RETURNING uuid, contact`},
-		{&a.get, `SELECT contact FROM entries WHERE job = ? AND key = ?`},
-		{&a.audit, auditColumns + `(?, ?, ?, ?, ?, ?, ?, ?, ?)`},
-		{&a.auditMany, auditColumns + `(?, ?, ?, ?, ?, ?, ?, ?, ?)` + strings.Repeat(`, (?, ?, ?, ?, ?, ?, ?, ?, ?)`, auditBatch-1)},
-	}
-	for _, p := range prep {
-		st, err := tx.PrepareContext(ctx, p.q)
-		if err != nil {
-			return 0, fmt.Errorf("prepare: %w", err)
-		}
-		defer st.Close()
-		*p.st = st
-	}
 	n := 0
-	var applyErr error
-	err := c.Changes(func(rec *connector.ChangeRecord) error {
-		if n%ctxCheckEvery == 0 {
-			if err := ctx.Err(); err != nil {
-				applyErr = err
-				return err
-			}
+	// The driver connection is the transaction's: statements run on it are
+	// part of the transaction, and nothing else uses the connection while
+	// the changes are applied.
+	err := conn.Raw(func(dc any) error {
+		a, err := newApplier(context.WithoutCancel(ctx), dc.(driver.Conn), c.Run.Job, c.Run.ID)
+		if err != nil {
+			return err
 		}
-		n++
-		if err := a.apply(rec); err != nil {
-			applyErr = fmt.Errorf("change %d (%s of key %q): %w", n, rec.Action, rec.Key, err)
+		defer a.close()
+		var applyErr error
+		err = c.Changes(func(rec *connector.ChangeRecord) error {
+			if n%ctxCheckEvery == 0 {
+				if err := ctx.Err(); err != nil {
+					applyErr = err
+					return err
+				}
+			}
+			n++
+			if err := a.apply(n, rec); err != nil {
+				var named changesError
+				if errors.As(err, &named) {
+					applyErr = named.error
+				} else {
+					applyErr = fmt.Errorf("change %d (%s of key %q): %w", n, rec.Action, rec.Key, err)
+				}
+				return applyErr
+			}
+			return nil
+		})
+		if applyErr != nil {
 			return applyErr
+		}
+		if err != nil {
+			return fmt.Errorf("changes after %d: %w", n, err)
+		}
+		if err := a.flushCreates(); err != nil {
+			return err.(changesError).error
+		}
+		if err := a.flushAudit(); err != nil {
+			return fmt.Errorf("audit of the last %d changes: %w", n%auditBatch, err)
 		}
 		return nil
 	})
-	if applyErr != nil {
-		return n, applyErr
-	}
-	if err != nil {
-		return n, fmt.Errorf("changes after %d: %w", n, err)
-	}
-	if err := a.flushAudit(); err != nil {
-		return n, fmt.Errorf("audit of the last %d changes: %w", n%auditBatch, err)
-	}
-	return n, nil
-}
-
-// flushAudit inserts the audit rows not inserted yet, one by one.
-func (a *applier) flushAudit() error {
-	for len(a.pending) > 0 {
-		if _, err := a.audit.ExecContext(a.ctx, a.pending[:9]...); err != nil {
-			return err
-		}
-		a.pending = a.pending[9:]
-	}
-	a.pending = nil
-	return nil
-}
-
-// apply stores one change in the entries and in the audit.
-func (a *applier) apply(rec *connector.ChangeRecord) error {
-	if rec.Key == "" {
-		return errors.New("no key")
-	}
-	// The new content is encoded and hashed once, for the entry and the
-	// audit row.
-	var newJSON any
-	var newHash []byte
-	if rec.New != nil {
-		newJSON = string(rec.New.Marshal())
-		h := rec.New.Hash()
-		newHash = h[:]
-	}
-	uuid, status := rec.UUID, ""
-	old := rec.Old
-	var err error
-	switch {
-	case rec.Action == connector.ActionTouch:
-		if rec.SourceHash.IsZero() {
-			return errors.New("touch without a source hash")
-		}
-		_, err = a.touch.ExecContext(a.ctx, hashValue(rec.SourceHash), a.job, rec.Key)
-		return err
-
-	case rec.Action != connector.ActionCreate && rec.Action != connector.ActionUpdate &&
-		rec.Action != connector.ActionDelete && rec.Action != connector.ActionBind:
-		return fmt.Errorf("unknown action %q", rec.Action)
-
-	case !rec.Applied:
-		// The entry keeps what was last emitted; the new content waits.
-		status = rec.Status
-		if status == "" {
-			status = connector.EntryFailed
-		}
-		if rec.New != nil && (rec.Action == connector.ActionCreate || rec.Action == connector.ActionUpdate) {
-			var got string
-			err = a.desired.QueryRowContext(a.ctx, a.job, rec.Key, rec.UUID, newHash, newJSON).Scan(&got)
-			if uuid == "" {
-				uuid = got
-			}
-		}
-
-	case rec.Action == connector.ActionCreate || rec.Action == connector.ActionUpdate:
-		if rec.New == nil {
-			return errors.New("applied without new content")
-		}
-		if old == nil && rec.Action == connector.ActionUpdate {
-			if old, err = a.stored(rec.Key); err != nil {
-				return err
-			}
-		}
-		status = connector.EntryPending
-		if rec.UUID != "" {
-			status = connector.EntryBound
-		}
-		if rec.Action == connector.ActionCreate {
-			_, err = a.create.ExecContext(a.ctx, a.job, rec.Key, rec.UUID, status, newHash, newJSON, hashValue(rec.SourceHash))
-		} else {
-			err = a.update.QueryRowContext(a.ctx, a.job, rec.Key, rec.UUID, status, newHash, newJSON, hashValue(rec.SourceHash)).Scan(&uuid, &status)
-		}
-
-	case rec.Action == connector.ActionDelete:
-		status = "deleted"
-		var got string
-		var stored []byte
-		err = a.remove.QueryRowContext(a.ctx, a.job, rec.Key).Scan(&got, &stored)
-		if errors.Is(err, sql.ErrNoRows) {
-			err = nil // already gone: the audit still records the delete
-		}
-		if uuid == "" {
-			uuid = got
-		}
-		if old == nil && err == nil {
-			old, err = scanContact(stored)
-		}
-
-	case rec.Action == connector.ActionBind:
-		if rec.UUID == "" {
-			return errors.New("bind without a UUID")
-		}
-		if old == nil {
-			if old, err = a.stored(rec.Key); err != nil {
-				return err
-			}
-		}
-		status = connector.EntryBound
-		_, err = a.bind.ExecContext(a.ctx, a.job, rec.Key, rec.UUID, newHash, newJSON, rec.New != nil, hashValue(rec.SourceHash))
-	}
-	if err != nil {
-		return err
-	}
-	a.pending = append(a.pending, a.runID, string(rec.Action), rec.Key, uuid, status, rec.Applied,
-		rec.Reason, contactValue(old), newJSON)
-	if len(a.pending) < 9*auditBatch {
-		return nil
-	}
-	if _, err = a.auditMany.ExecContext(a.ctx, a.pending...); err != nil {
-		return fmt.Errorf("audit of the last %d changes: %w", auditBatch, err)
-	}
-	a.pending = a.pending[:0]
-	return nil
-}
-
-// stored returns an entry's last emitted content, so that the audit shows
-// the old values of a change whose caller did not pass them.
-func (a *applier) stored(key string) (*connector.Contact, error) {
-	var b []byte
-	err := a.get.QueryRowContext(a.ctx, a.job, key).Scan(&b)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	return scanContact(b)
+	return n, err
 }
 
 func insertRejections(ctx context.Context, tx *sql.Tx, c *connector.Commit) (int, error) {
@@ -378,6 +200,13 @@ func insertRejections(ctx context.Context, tx *sql.Tx, c *connector.Commit) (int
 	return n, nil
 }
 
+// keepContents copies into the entries the contents they share with the
+// audit rows of runs started before ?1.
+const keepContents = `UPDATE entries SET contact = (SELECT new FROM changes WHERE changes.id = entries.contact_ref), contact_ref = NULL
+	WHERE (job, key) IN (SELECT r.job, c.key FROM changes c JOIN runs r ON r.id = c.run_id
+			WHERE c.run_id IN (SELECT id FROM runs WHERE started_at < ?1))
+		AND contact_ref IN (SELECT id FROM changes WHERE run_id IN (SELECT id FROM runs WHERE started_at < ?1))`
+
 // prune removes the changes and rejections of runs started more than
 // keepDays before ref; the run rows stay, so history still lists them.
 func (d *DB) prune(ctx context.Context, tx *sql.Tx, keepDays int, ref time.Time) (int64, error) {
@@ -385,6 +214,12 @@ func (d *DB) prune(ctx context.Context, tx *sql.Tx, keepDays int, ref time.Time)
 		return 0, nil
 	}
 	cutoff := formatTime(ref.Add(-time.Duration(keepDays) * 24 * time.Hour))
+	// Entries whose content is an audit row about to go get their own
+	// copy. They are found through the pruned rows' jobs and keys (the
+	// primary key), not by a scan of every entry.
+	if _, err := tx.ExecContext(ctx, keepContents, cutoff); err != nil {
+		return 0, fmt.Errorf("prune changes: keep contents: %w", err)
+	}
 	var runs int64
 	for _, table := range []string{"changes", "rejections"} {
 		res, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE run_id IN (SELECT id FROM runs WHERE started_at < ?)`, cutoff)

@@ -112,6 +112,13 @@ CREATE INDEX journal_key ON journal (job, key, run_id);
 	`
 ALTER TABLE entries ADD COLUMN source_hash BLOB;
 `,
+	// 3: an entry's emitted content may be the new content of the audit
+	// row that emitted it, stored once: contact is NULL and contact_ref is
+	// the changes row's id. Pruning that row first copies the content back
+	// into the entry. Entries written before keep their contact.
+	`
+ALTER TABLE entries ADD COLUMN contact_ref INTEGER;
+`,
 }
 
 // SchemaVersion returns the schema version this binary writes (for
