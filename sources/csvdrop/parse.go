@@ -2,8 +2,11 @@ package csvdrop
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/csv"
 	"io"
+	"math/bits"
+	"strings"
 )
 
 // The CSV parser: encoding/csv's rules (RFC 4180, LazyQuotes and
@@ -107,7 +110,6 @@ type parser struct {
 	recLine   int    // the line it starts on
 	lastLine  int    // the line it ends on
 	recordBuf []byte // the unquoted record, when it is not its line
-	rowBuf    []byte // a record and its tail, made a string
 }
 
 // readLine is encoding/csv's: CRLF becomes LF, and a CR before the end of
@@ -166,47 +168,82 @@ func (p *parser) next() error {
 // splitSimple splits a line whose fields need no unquoting: unquoted ones
 // without a quote, quoted ones without a doubled quote or a line break. The
 // record is then the line itself (the quotes stay around their fields).
-// It reports false, having changed nothing that matters, for any other
-// line, which parseRecord then reads.
+// It reports false for any other line, which parseRecord then reads.
+//
+// It visits only the delimiters and quotes of the line, found eight bytes
+// at a time: fields are short, and a call to bytes.IndexByte per field and
+// per quote check cost more than the scan itself.
 func (p *parser) splitSimple(line []byte) bool {
 	content := line[:len(line)-lengthNL(line)]
 	p.starts, p.ends = p.starts[:0], p.ends[:0]
-	pos := 0
-	for {
-		if pos < len(content) && content[pos] == '"' {
-			j := bytes.IndexByte(content[pos+1:], '"')
-			if j < 0 {
-				return false
-			}
-			q := pos + 1 + j
-			p.starts = append(p.starts, pos+1)
-			p.ends = append(p.ends, q)
+	start := 0      // of the current field
+	quoted := false // inside an open quoted field
+	closed := -1    // the closing quote of the current field, if quoted
+	commas := uint64(p.comma) * lowBits
+	var tail [8]byte
+	for i := 0; i < len(content); i += 8 {
+		var w uint64
+		if i+8 <= len(content) {
+			w = binary.LittleEndian.Uint64(content[i:])
+		} else {
+			tail = [8]byte{}
+			copy(tail[:], content[i:])
+			w = binary.LittleEndian.Uint64(tail[:])
+		}
+		mask := zeroBytes(w^commas) | zeroBytes(w^quotes)
+		for mask != 0 {
+			k := i + bits.TrailingZeros64(mask)/8
+			mask &= mask - 1
+			c := content[k]
 			switch {
-			case q+1 == len(content):
-				p.rec = content
-				return true
-			case content[q+1] == p.comma:
-				pos = q + 2
-				continue
+			case quoted:
+				if c != '"' {
+					continue // a delimiter inside the quotes
+				}
+				if k+1 < len(content) && content[k+1] != p.comma {
+					return false // a doubled quote, or an error
+				}
+				quoted, closed = false, k
+				if k+1 == len(content) {
+					p.starts = append(p.starts, start+1)
+					p.ends = append(p.ends, k)
+					p.rec = content
+					return true
+				}
+			case c == p.comma:
+				if closed >= 0 {
+					p.starts = append(p.starts, start+1)
+					p.ends = append(p.ends, closed)
+				} else {
+					p.starts = append(p.starts, start)
+					p.ends = append(p.ends, k)
+				}
+				start, closed = k+1, -1
+			case k == start:
+				quoted = true
+			default:
+				return false // a bare quote
 			}
-			return false
 		}
-		end := len(content)
-		i := bytes.IndexByte(content[pos:], p.comma)
-		if i >= 0 {
-			end = pos + i
-		}
-		if bytes.IndexByte(content[pos:end], '"') >= 0 {
-			return false
-		}
-		p.starts = append(p.starts, pos)
-		p.ends = append(p.ends, end)
-		if i < 0 {
-			p.rec = content
-			return true
-		}
-		pos = end + 1
 	}
+	if quoted {
+		return false // the field goes on over the next line, or never ends
+	}
+	p.starts = append(p.starts, start)
+	p.ends = append(p.ends, len(content))
+	p.rec = content
+	return true
+}
+
+const (
+	lowBits = 0x0101010101010101
+	quotes  = '"' * lowBits
+	sevens  = 0x7f7f7f7f7f7f7f7f
+)
+
+// zeroBytes sets the high bit of each zero byte of w, and only those.
+func zeroBytes(w uint64) uint64 {
+	return ^((w&sevens + sevens) | w | sevens)
 }
 
 // checkCount is encoding/csv's field count rule, after the record: err is
@@ -349,8 +386,12 @@ func (p *parser) allEmpty() bool {
 // stringsInto makes one string of the record and tail, puts the fields
 // into row (reused when it has the room) and returns them and the tail.
 func (p *parser) stringsInto(row []string, tail []byte) ([]string, string) {
-	p.rowBuf = append(append(p.rowBuf[:0], p.rec...), tail...)
-	s := string(p.rowBuf)
+	// strings.Builder allocates without zeroing and hands its bytes over.
+	var b strings.Builder
+	b.Grow(len(p.rec) + len(tail))
+	b.Write(p.rec)
+	b.Write(tail)
+	s := b.String()
 	if cap(row) < len(p.ends) {
 		row = make([]string, len(p.ends))
 	}

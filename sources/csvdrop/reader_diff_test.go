@@ -168,3 +168,25 @@ func TestReaderMatchesOldOnCRMExport(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) { readBoth(t, b, tt.sel, tt.chunk) })
 	}
 }
+
+// TestReaderMatchesOldLongRecords: records longer than the text buffer,
+// quoted over many lines or not, and one past the limit.
+func TestReaderMatchesOldLongRecords(t *testing.T) {
+	big := strings.Repeat("x", 3*textBufferSize/2)
+	tests := []struct {
+		name string
+		data string
+	}{
+		{"long field", "Supplier ID,N\nA," + big + "\nB,1\n"},
+		{"long quoted field over lines", "Supplier ID,N\nA,\"" + strings.Repeat("xx\"\"x\r\nxx;x", 60_000) + "\"\nB,1\n"},
+		{"long line before the header ends", "Supplier ID," + big + "\nA,1\n"},
+		{"unterminated quote", "Supplier ID,N\nA,\"" + strings.Repeat(big+"\n", 3) + "B,1\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for chunk := range uint8(3) {
+				readBoth(t, []byte(tt.data), 0, chunk)
+			}
+		})
+	}
+}
