@@ -28,7 +28,7 @@ const (
 )
 
 // maxRecordBytes bounds one record. An unterminated quote would otherwise
-// make encoding/csv buffer the rest of a 150 MB file as one field.
+// make the parser buffer the rest of a 150 MB file as one field.
 const maxRecordBytes = 1 << 20
 
 // decodeError is an undecodable byte, with the physical line it is on.
@@ -39,7 +39,8 @@ type decodeError struct {
 
 func (e *decodeError) Error() string { return e.msg }
 
-// errRecordTooLong is returned by the guard below the CSV reader.
+// errRecordTooLong is returned by the line reader once a record grows past
+// maxRecordBytes.
 var errRecordTooLong = fmt.Errorf("record longer than %d bytes (an unterminated quote?)", maxRecordBytes)
 
 // textDecoder turns the bytes of a file into UTF-8, counting newlines so
@@ -313,7 +314,7 @@ func delimiterRune(d string) (rune, bool) {
 }
 
 // isDecodeError reports whether err is an undecodable byte, which carries
-// its own line: encoding/csv passes reader errors through unplaced.
+// its own line: the parser passes reader errors through unplaced.
 func isDecodeError(err error) (*decodeError, bool) {
 	var de *decodeError
 	if errors.As(err, &de) {

@@ -28,12 +28,12 @@ type decodeReader struct {
 	src    []byte
 	s0, s1 int
 	rerr   error // of r: io.EOF or a read error
-	// stage holds decoded bytes for callers with tiny buffers.
-	stage        []byte
-	st0, st1     int
-	complete     bool  // nothing more will be decoded
-	err          error // returned once complete and drained
-	transformBuf [minDirect]byte
+	// stage holds decoded bytes for callers with tiny buffers: stage[st0:st1]
+	// is still to be handed out.
+	stage    [minDirect]byte
+	st0, st1 int
+	complete bool  // nothing more will be decoded
+	err      error // returned once complete and drained
 }
 
 func newDecodeReader(r io.Reader, t transform.Transformer) *decodeReader {
@@ -57,7 +57,7 @@ func (d *decodeReader) Read(p []byte) (int, error) {
 			dst := p
 			staged := len(p) < minDirect
 			if staged {
-				dst = d.transformBuf[:]
+				dst = d.stage[:]
 			}
 			nd, ns, err := d.t.Transform(dst, d.src[d.s0:d.s1], d.rerr == io.EOF)
 			d.s0 += ns
@@ -83,7 +83,7 @@ func (d *decodeReader) Read(p []byte) (int, error) {
 			}
 			if nd > 0 {
 				if staged {
-					d.stage, d.st0, d.st1 = d.transformBuf[:], 0, nd
+					d.st0, d.st1 = 0, nd
 					continue
 				}
 				return nd, nil
