@@ -3,6 +3,7 @@ package csvdrop
 import (
 	"fmt"
 	"hash/maphash"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -10,7 +11,7 @@ import (
 func TestKeySet(t *testing.T) {
 	constant := func(maphash.Seed, []byte) uint64 { return 42 }
 	byLength := func(_ maphash.Seed, b []byte) uint64 { return uint64(len(b)) }
-	long := strings.Repeat("k", 0x10000+5) // too long for the arena
+	long := strings.Repeat("k", maxArenaKey+1) // too long for the arena
 	tests := []struct {
 		name string
 		hash func(maphash.Seed, []byte) uint64
@@ -60,4 +61,50 @@ func TestKeySetManyKeys(t *testing.T) {
 			t.Fatalf("key %d: first %d, dup %v", i, first, dup)
 		}
 	}
+}
+
+// BenchmarkKeySet adds 1,000,000 distinct keys, as a CRM drop's first run
+// does, to the key set and to the map of cloned keys it replaced; live-B/key
+// is the heap the set holds at the end.
+func BenchmarkKeySet(b *testing.B) {
+	const n = 1_000_000
+	keys := make([][]byte, n)
+	for i := range keys {
+		keys[i] = []byte(fmt.Sprintf("SUP-%07d", (i*7919)%n))
+	}
+	heap := func() int64 {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return int64(ms.HeapAlloc)
+	}
+	base := heap()
+	live := func(b *testing.B, keep func()) {
+		b.ReportMetric(float64(heap()-base)/n, "live-B/key")
+		keep()
+	}
+	b.Run("keySet", func(b *testing.B) {
+		var s *keySet
+		for b.Loop() {
+			s = &keySet{}
+			for i, k := range keys {
+				s.add(k, i)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/key")
+		live(b, func() { runtime.KeepAlive(s) })
+	})
+	b.Run("map", func(b *testing.B) {
+		var m map[string]int32
+		for b.Loop() {
+			m = make(map[string]int32)
+			for i, k := range keys {
+				if _, ok := m[string(k)]; !ok {
+					m[string(k)] = int32(i)
+				}
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/key")
+		live(b, func() { runtime.KeepAlive(m) })
+	})
 }
