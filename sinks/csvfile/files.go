@@ -1,8 +1,6 @@
 package csvfile
 
 import (
-	"bufio"
-	"encoding/csv"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -106,8 +104,7 @@ func RemoveRunFiles(dir, job string, runID int64) ([]string, error) {
 type outFile struct {
 	final string
 	f     *os.File
-	bw    *bufio.Writer
-	cw    *csv.Writer
+	cw    *csvWriter
 	rows  int
 }
 
@@ -120,14 +117,13 @@ func createFile(dir, name string, bom bool, header []string) (*outFile, error) {
 	if err != nil {
 		return nil, fmt.Errorf("csvfile: create %s: %w", name, err)
 	}
-	o := &outFile{final: filepath.Join(dir, name), f: f, bw: bufio.NewWriterSize(f, 64<<10)}
+	// CRLF is RFC 4180's line end and what spreadsheets on Windows expect:
+	// csvWriter writes it.
+	o := &outFile{final: filepath.Join(dir, name), f: f, cw: newCSVWriter(f)}
 	if bom {
-		_, _ = o.bw.Write(utf8BOM) // a bufio error is sticky: seen at commit
+		o.cw.writeRaw(utf8BOM)
 	}
-	o.cw = csv.NewWriter(o.bw)
-	// CRLF is RFC 4180's line end and what spreadsheets on Windows expect.
-	o.cw.UseCRLF = true
-	if err := o.cw.Write(header); err != nil {
+	if err := o.cw.writeRow(header); err != nil {
 		o.abort()
 		return nil, fmt.Errorf("csvfile: write %s: %w", o.final, err)
 	}
@@ -135,7 +131,7 @@ func createFile(dir, name string, bom bool, header []string) (*outFile, error) {
 }
 
 func (o *outFile) write(rec []string) error {
-	if err := o.cw.Write(rec); err != nil {
+	if err := o.cw.writeRow(rec); err != nil {
 		return fmt.Errorf("csvfile: write %s row %d: %w", o.final, o.rows+1, err)
 	}
 	o.rows++
@@ -148,11 +144,7 @@ func (o *outFile) write(rec []string) error {
 // another installation writing the same job into the same outbox, and its
 // contacts would be lost.
 func (o *outFile) commit() error {
-	o.cw.Flush()
-	err := o.cw.Error()
-	if err == nil {
-		err = o.bw.Flush()
-	}
+	err := o.cw.flush()
 	if err == nil {
 		err = o.f.Sync()
 	}

@@ -3,9 +3,11 @@ package csvdrop
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"unicode/utf8"
 
 	"golang.org/x/text/encoding/charmap"
@@ -26,7 +28,7 @@ const (
 )
 
 // maxRecordBytes bounds one record. An unterminated quote would otherwise
-// make encoding/csv buffer the rest of a 150 MB file as one field.
+// make the parser buffer the rest of a 150 MB file as one field.
 const maxRecordBytes = 1 << 20
 
 // decodeError is an undecodable byte, with the physical line it is on.
@@ -37,7 +39,8 @@ type decodeError struct {
 
 func (e *decodeError) Error() string { return e.msg }
 
-// errRecordTooLong is returned by the guard below the CSV reader.
+// errRecordTooLong is returned by the line reader once a record grows past
+// maxRecordBytes.
 var errRecordTooLong = fmt.Errorf("record longer than %d bytes (an unterminated quote?)", maxRecordBytes)
 
 // textDecoder turns the bytes of a file into UTF-8, counting newlines so
@@ -54,8 +57,74 @@ var errRecordTooLong = fmt.Errorf("record longer than %d bytes (an unterminated 
 type textDecoder struct {
 	mode     int
 	explicit bool // the encoding was configured, not guessed
-	charmap  transform.Transformer
-	lines    int // newlines in the bytes consumed so far
+	charmap  *byteTable
+	lines    int // newlines in the bytes consumed so far (until the mode is charmap, which never fails)
+}
+
+// byteTable is a single-byte charmap of golang.org/x/text as a table of
+// UTF-8 sequences: its Transform decodes byte by byte through an interface,
+// while a CRM export is mostly ASCII, which the table path copies eight
+// bytes at a time.
+type byteTable [256]struct {
+	n uint8
+	b [utf8.UTFMax]byte
+}
+
+func newByteTable(cm *charmap.Charmap) *byteTable {
+	t := new(byteTable)
+	for c := range 256 {
+		n := utf8.EncodeRune(t[c].b[:], cm.DecodeByte(byte(c)))
+		t[c].n = uint8(n)
+	}
+	return t
+}
+
+var (
+	cp1252Table = sync.OnceValue(func() *byteTable { return newByteTable(charmap.Windows1252) })
+	latin1Table = sync.OnceValue(func() *byteTable { return newByteTable(charmap.ISO8859_1) })
+)
+
+const highBits = 0x8080808080808080
+
+// asciiPrefix returns how many leading bytes of src are ASCII, at most
+// len(dst), and copies them into dst.
+func asciiPrefix(dst, src []byte) int {
+	n := min(len(dst), len(src))
+	i := 0
+	for ; i+8 <= n; i += 8 {
+		w := binary.LittleEndian.Uint64(src[i:])
+		if w&highBits != 0 {
+			break
+		}
+		binary.LittleEndian.PutUint64(dst[i:], w)
+	}
+	for ; i < n && src[i] < utf8.RuneSelf; i++ {
+		dst[i] = src[i]
+	}
+	return i
+}
+
+// transformCharmap decodes a single-byte charset; it never fails.
+func (d *textDecoder) transformCharmap(dst, src []byte) (nDst, nSrc int, err error) {
+	t := d.charmap
+	for nSrc < len(src) {
+		if src[nSrc] < utf8.RuneSelf {
+			n := asciiPrefix(dst[nDst:], src[nSrc:])
+			if n == 0 {
+				return nDst, nSrc, transform.ErrShortDst
+			}
+			nDst += n
+			nSrc += n
+			continue
+		}
+		e := &t[src[nSrc]]
+		if nDst+int(e.n) > len(dst) {
+			return nDst, nSrc, transform.ErrShortDst
+		}
+		nDst += copy(dst[nDst:], e.b[:e.n])
+		nSrc++
+	}
+	return nDst, nSrc, nil
 }
 
 const (
@@ -69,16 +138,10 @@ func (d *textDecoder) Reset() {}
 func (d *textDecoder) Transform(dst, src []byte, atEOF bool) (nDst, nSrc int, err error) {
 	switch d.mode {
 	case modeCharmap:
-		nDst, nSrc, err = d.charmap.Transform(dst, src, atEOF)
-		d.lines += bytes.Count(src[:nSrc], newline)
-		return nDst, nSrc, err
+		return d.transformCharmap(dst, src)
 	case modeUndecided:
 		n := min(len(dst), len(src))
-		i := 0
-		for i < n && src[i] < utf8.RuneSelf {
-			i++
-		}
-		copy(dst, src[:i])
+		i := asciiPrefix(dst, src)
 		d.lines += bytes.Count(src[:i], newline)
 		if i == len(src) {
 			return i, i, nil
@@ -91,7 +154,7 @@ func (d *textDecoder) Transform(dst, src []byte, atEOF bool) (nDst, nSrc int, er
 		}
 		if r, size := utf8.DecodeRune(src[i:]); r == utf8.RuneError && size <= 1 {
 			d.mode = modeCharmap
-			d.charmap = charmap.Windows1252.NewDecoder()
+			d.charmap = cp1252Table()
 		} else {
 			d.mode = modeUTF8
 		}
@@ -172,20 +235,20 @@ func newTextReader(raw *bufio.Reader, encoding string) (io.Reader, error) {
 		switch {
 		case utf8BOM:
 			_, _ = raw.Discard(3)
-			return transform.NewReader(raw, &textDecoder{mode: modeUTF8}), nil
+			return newDecodeReader(raw, &textDecoder{mode: modeUTF8}), nil
 		case utf16BOM:
 			return utf16Reader(raw), nil
 		}
-		return transform.NewReader(raw, &textDecoder{}), nil
+		return newDecodeReader(raw, &textDecoder{}), nil
 	case encUTF8:
 		if utf8BOM {
 			_, _ = raw.Discard(3)
 		}
-		return transform.NewReader(raw, &textDecoder{mode: modeUTF8, explicit: true}), nil
+		return newDecodeReader(raw, &textDecoder{mode: modeUTF8, explicit: true}), nil
 	case encCP1252:
-		return transform.NewReader(raw, &textDecoder{mode: modeCharmap, explicit: true, charmap: charmap.Windows1252.NewDecoder()}), nil
+		return newDecodeReader(raw, &textDecoder{mode: modeCharmap, explicit: true, charmap: cp1252Table()}), nil
 	case encLatin1:
-		return transform.NewReader(raw, &textDecoder{mode: modeCharmap, explicit: true, charmap: charmap.ISO8859_1.NewDecoder()}), nil
+		return newDecodeReader(raw, &textDecoder{mode: modeCharmap, explicit: true, charmap: latin1Table()}), nil
 	case encUTF16:
 		return utf16Reader(raw), nil
 	}
@@ -196,13 +259,18 @@ func newTextReader(raw *bufio.Reader, encoding string) (io.Reader, error) {
 // Unpaired surrogates become U+FFFD: the decoder never fails, so there is
 // no line to report.
 func utf16Reader(raw io.Reader) io.Reader {
-	return transform.NewReader(raw, unicode.UTF16(unicode.LittleEndian, unicode.UseBOM).NewDecoder())
+	return newDecodeReader(raw, unicode.UTF16(unicode.LittleEndian, unicode.UseBOM).NewDecoder())
 }
 
 // sniffDelimiter picks the delimiter that occurs most often in the header
 // line outside quotes: ',' then ';' then tab on a tie, ',' when none does.
 func sniffDelimiter(text *bufio.Reader) rune {
 	head, _ := text.Peek(text.Size())
+	return sniffHead(head)
+}
+
+// sniffHead is sniffDelimiter on the first bytes of the text.
+func sniffHead(head []byte) rune {
 	var commas, semis, tabs int
 	inQuote := false
 scan:
@@ -245,26 +313,8 @@ func delimiterRune(d string) (rune, bool) {
 	return 0, false
 }
 
-// recordGuard sits below the CSV reader and fails once the reader has been
-// handed much more than one record's worth of bytes past the end of the
-// last record it returned.
-type recordGuard struct {
-	r         io.Reader
-	delivered int64
-	offset    func() int64 // where the last record returned ended
-}
-
-func (g *recordGuard) Read(p []byte) (int, error) {
-	if g.offset != nil && g.delivered-g.offset() > maxRecordBytes {
-		return 0, errRecordTooLong
-	}
-	n, err := g.r.Read(p)
-	g.delivered += int64(n)
-	return n, err
-}
-
 // isDecodeError reports whether err is an undecodable byte, which carries
-// its own line: encoding/csv passes reader errors through unplaced.
+// its own line: the parser passes reader errors through unplaced.
 func isDecodeError(err error) (*decodeError, bool) {
 	var de *decodeError
 	if errors.As(err, &de) {

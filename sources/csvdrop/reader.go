@@ -2,6 +2,7 @@ package csvdrop
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/csv"
 	"errors"
@@ -34,15 +35,12 @@ type fileStats struct {
 // csvFile is a CSV file whose header has been read.
 type csvFile struct {
 	name   string // base name, for messages and origins
-	cr     *csv.Reader
+	p      parser
 	header []string // as written, trimmed
 	names  []string // lower-cased, shared by every record of the file
 	keyIdx int
 	// lastLine is the physical line the last record returned ended on.
 	lastLine int
-	// end is the input offset of that record's end. encoding/csv advances
-	// its own offset line by line, even inside a quoted field.
-	end int64
 }
 
 // openCSV decodes r and reads its header. Every error names the file and
@@ -53,24 +51,19 @@ func openCSV(name string, r io.Reader, opt *readOptions) (*csvFile, error) {
 	if err != nil {
 		return nil, f.errorf(1, "%w", err)
 	}
-	guard := &recordGuard{r: dec}
-	text := bufio.NewReaderSize(guard, bufferSize)
+	f.p.in = newLineReader(dec)
 	comma := opt.delimiter
 	if comma == 0 {
-		comma = sniffDelimiter(text)
+		comma = sniffHead(f.p.in.peek(bufferSize))
 	}
-	f.cr = csv.NewReader(text)
-	f.cr.Comma = comma
-	f.cr.ReuseRecord = true
-	guard.offset = func() int64 { return f.end }
+	f.p.comma = byte(comma)
 
-	head, err := f.read()
-	if err == io.EOF {
+	if err := f.read(); err == io.EOF {
 		return nil, f.errorf(1, "the file is empty: no header line")
-	}
-	if err != nil {
+	} else if err != nil {
 		return nil, err
 	}
+	head := f.p.strings(nil)
 	line := f.lastLine
 	f.header = make([]string, len(head))
 	f.names = make([]string, len(head))
@@ -97,33 +90,30 @@ func openCSV(name string, r io.Reader, opt *readOptions) (*csvFile, error) {
 	return f, nil
 }
 
-// read returns the next record, with errors placed in the file.
-func (f *csvFile) read() ([]string, error) {
-	row, err := f.cr.Read()
+// read parses the next record into f.p, with errors placed in the file.
+func (f *csvFile) read() error {
+	err := f.p.next()
 	if err == nil {
-		last := len(row) - 1
-		line, _ := f.cr.FieldPos(last)
-		f.lastLine = line + strings.Count(row[last], "\n")
-		f.end = f.cr.InputOffset()
-		return row, nil
+		f.lastLine = f.p.lastLine
+		return nil
 	}
 	if err == io.EOF {
-		return nil, err
+		return err
 	}
 	var pe *csv.ParseError
 	if de, ok := isDecodeError(err); ok {
-		return nil, f.errorf(de.line, "%w", err)
+		return f.errorf(de.line, "%w", err)
 	}
 	if errors.As(err, &pe) {
 		if errors.Is(pe.Err, csv.ErrFieldCount) {
-			return nil, f.errorf(pe.StartLine, "%d fields where the header has %d: %w", len(row), len(f.names), pe.Err)
+			return f.errorf(pe.StartLine, "%d fields where the header has %d: %w", len(f.p.ends), len(f.names), pe.Err)
 		}
 		if pe.Line != pe.StartLine {
-			return nil, f.errorf(pe.StartLine, "%w (the record starts on line %d; the error is on line %d, column %d)", pe.Err, pe.StartLine, pe.Line, pe.Column)
+			return f.errorf(pe.StartLine, "%w (the record starts on line %d; the error is on line %d, column %d)", pe.Err, pe.StartLine, pe.Line, pe.Column)
 		}
-		return nil, f.errorf(pe.Line, "%w (column %d)", pe.Err, pe.Column)
+		return f.errorf(pe.Line, "%w (column %d)", pe.Err, pe.Column)
 	}
-	return nil, f.errorf(f.lastLine+1, "%w", err)
+	return f.errorf(f.lastLine+1, "%w", err)
 }
 
 func (f *csvFile) errorf(line int, format string, args ...any) error {
@@ -153,11 +143,11 @@ func readFile(ctx context.Context, name string, r io.Reader, opt *readOptions, l
 	if err != nil {
 		return st, err
 	}
-	// The first line of each key, to find duplicates in the one pass; keys
-	// are cloned so the map does not pin every row's memory.
-	seen := make(map[string]int32)
+	// The first line of each key, to find duplicates in the one pass.
+	var seen keySet
 	var dups map[string][]int
 	rec := connector.Record{Names: f.names}
+	row := make([]string, len(f.names))
 	originBuf := make([]byte, 0, len(name)+12)
 	for n := 0; ; n++ {
 		if n%1024 == 0 {
@@ -165,50 +155,56 @@ func readFile(ctx context.Context, name string, r io.Reader, opt *readOptions, l
 				return st, f.errorf(f.lastLine, "%w", err)
 			}
 		}
-		row, err := f.read()
+		err := f.read()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
 			return st, err
 		}
-		line, _ := f.cr.FieldPos(0)
-		if allEmpty(row) {
+		line := f.p.recLine
+		if f.p.allEmpty() {
 			st.blank++
 			continue
 		}
-		key := strings.TrimSpace(row[f.keyIdx])
+		keyBytes := bytes.TrimSpace(f.p.field(f.keyIdx))
 		originBuf = strconv.AppendInt(append(append(originBuf[:0], name...), ':'), int64(line), 10)
-		origin := string(originBuf)
-		if key == "" {
+		if len(keyBytes) == 0 {
 			st.rejected++
-			if err := emit.Reject("", origin, fmt.Sprintf("empty key in column %q", f.header[f.keyIdx])); err != nil {
+			if err := emit.Reject("", string(originBuf), fmt.Sprintf("empty key in column %q", f.header[f.keyIdx])); err != nil {
 				return st, f.errorf(line, "%w", err)
 			}
 			continue
 		}
-		if r, ok := invisibleRune(key); ok {
-			// Reject under the key it looks like, so that the stored contact
-			// of that key is neither deleted nor duplicated.
-			st.rejected++
-			reason := fmt.Sprintf("key %q in column %q holds the invisible character %U (a byte order mark from concatenated files?)", key, f.header[f.keyIdx], r)
-			if err := emit.Reject(visibleKey(key), origin, reason); err != nil {
-				return st, f.errorf(line, "%w", err)
+		if !printableASCII(keyBytes) {
+			if r, ok := invisibleRune(string(keyBytes)); ok {
+				// Reject under the key it looks like, so that the stored
+				// contact of that key is neither deleted nor duplicated.
+				key := string(keyBytes)
+				st.rejected++
+				reason := fmt.Sprintf("key %q in column %q holds the invisible character %U (a byte order mark from concatenated files?)", key, f.header[f.keyIdx], r)
+				if err := emit.Reject(visibleKey(key), string(originBuf), reason); err != nil {
+					return st, f.errorf(line, "%w", err)
+				}
+				continue
 			}
-			continue
 		}
-		if first, ok := seen[key]; ok {
+		if first, dup := seen.add(keyBytes, line); dup {
+			key := string(keyBytes)
 			if dups == nil {
 				dups = make(map[string][]int)
 			}
 			if dups[key] == nil {
-				dups[key] = []int{int(first)}
+				dups[key] = []int{first}
 			}
 			dups[key] = append(dups[key], line)
 			continue
 		}
-		seen[strings.Clone(key)] = int32(line)
-		rec.Key, rec.Values, rec.Origin = key, row, origin
+		// One string holds the row and its origin: the fields and the key
+		// are slices of it.
+		var origin string
+		row, origin = f.p.stringsInto(row, originBuf)
+		rec.Key, rec.Values, rec.Origin = strings.TrimSpace(row[f.keyIdx]), row, origin
 		if err := emit.Record(&rec); err != nil {
 			return st, f.errorf(line, "%w", err)
 		}
@@ -236,6 +232,17 @@ func readFile(ctx context.Context, name string, r io.Reader, opt *readOptions, l
 	return st, nil
 }
 
+// printableASCII reports a key of printable ASCII only, which holds no
+// control or format character: the common case skips the rune tables.
+func printableASCII(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 || c >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
 // invisibleRune returns the first control or format character of a key (a
 // BOM in mid-file, a zero-width space): such a key looks like another one,
 // and taking it as is would delete that contact and create a twin.
@@ -256,17 +263,6 @@ func visibleKey(key string) string {
 		}
 		return r
 	}, key))
-}
-
-// allEmpty reports a row of empty fields: spreadsheets save one for every
-// row that once held data (";;;;"), and it is no record.
-func allEmpty(row []string) bool {
-	for _, v := range row {
-		if strings.TrimSpace(v) != "" {
-			return false
-		}
-	}
-	return true
 }
 
 // joinLines renders 12, 57 and 90.
