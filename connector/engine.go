@@ -328,12 +328,20 @@ func (r *runner) run(ctx context.Context) error {
 
 	r.outcomes = &outcomes{bound: map[string]string{}, failed: map[string]string{}}
 	info := RunInfo{Job: r.job.Name, RunID: r.res.Run.ID, Started: r.res.Run.StartedAt, Logger: r.log, Journal: r.e.Store}
+	stg, err := r.startStaging(ctx)
+	if err != nil {
+		return err
+	}
+	if stg != nil {
+		// Before Run records a failure: the stage holds the writer.
+		defer stg.close(r.log)
+	}
 	ar, err := r.job.Sink.Apply(ctx, info, plan, r.outcomes)
 	r.res.Run.Files = ar.Files
 	if err != nil {
 		return fmt.Errorf("sink: %w", err)
 	}
-	return r.commit(ctx, pr, approved)
+	return r.commit(ctx, pr, approved, stg)
 }
 
 func (r *runner) loadIndex(ctx context.Context) error {
