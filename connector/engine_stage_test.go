@@ -137,29 +137,45 @@ func outboxFiles(t *testing.T, r *rig) map[string]string {
 func TestStagedRunsMatchUnstaged(t *testing.T) {
 	tests := []struct {
 		name   string
-		drops  []string
+		runs   [][]string         // the drop files of each run
 		allow  []connector.Action // nil: every action
+		mode   string             // "": snapshot
 		stages int
 	}{
 		{
+			name: "changes mode: a later record of a new key replaces the staged one",
+			mode: "changes",
+			runs: [][]string{
+				{"id,name,phone\n1,One,0123456789\n2,Two,0123456780\n", "id,name,phone\n3,Three,0123456781\n2,Two bis,0123456782\n"},
+				{"id,name,phone\n3,Three bis,0123456783\n4,Four,0123456784\n", "id,name,phone\n4,Four bis,0123456785\n5,Five,0123456786\n"},
+			},
+			stages: 2,
+		},
+		{
+			// More creates than the staging batches in flight: batches are
+			// reused while the pull goes on.
+			name:   "creates over many staging batches, with duplicates",
+			mode:   "changes",
+			runs:   [][]string{{manyRows(0, 3000, ""), manyRows(1000, 1100, " bis")}, {manyRows(2500, 4000, " ter")}},
+			stages: 2,
+		},
+		{
 			name:   "creates only",
-			drops:  []string{"id,name,phone\n1,One,0123456789\n2,Two,0123456780\n3,Three,0123456781\n"},
+			runs:   [][]string{{"id,name,phone\n1,One,0123456789\n2,Two,0123456780\n3,Three,0123456781\n"}},
 			stages: 1,
 		},
 		{
 			name: "creates, waiting updates, deletes, rejections",
-			drops: []string{
-				"id,name,phone\n1,One,0123456789\n2,Two,0123456780\n3,Three,0123456781\n4,Four,0123456782\n",
-				"id,name,phone\n1,One bis,0123456789\n2,Two,0123456780\n5,Five,0123456783\n5,Five again,0123456784\n6,Six,not a phone\n",
-				"id,name,phone\n2,Two,0123456790\n7,Seven,0123456785\n",
+			runs: [][]string{
+				{"id,name,phone\n1,One,0123456789\n2,Two,0123456780\n3,Three,0123456781\n4,Four,0123456782\n"},
+				{"id,name,phone\n1,One bis,0123456789\n2,Two,0123456780\n5,Five,0123456783\n5,Five again,0123456784\n6,Six,not a phone\n"},
+				{"id,name,phone\n2,Two,0123456790\n7,Seven,0123456785\n"},
 			},
 			stages: 3,
 		},
 		{
-			name: "creates held back by safety.allow, then allowed",
-			drops: []string{
-				"id,name,phone\n1,One,0123456789\n2,Two,0123456780\n",
-			},
+			name:   "creates held back by safety.allow, then allowed",
+			runs:   [][]string{{"id,name,phone\n1,One,0123456789\n2,Two,0123456780\n"}},
 			allow:  []connector.Action{connector.ActionUpdate, connector.ActionDelete},
 			stages: 1,
 		},
@@ -169,7 +185,11 @@ func TestStagedRunsMatchUnstaged(t *testing.T) {
 			var dumps [2]string
 			var files [2]map[string]string
 			for i, staged := range []bool{false, true} {
-				r := newRig(t, "snapshot", 0)
+				mode := tt.mode
+				if mode == "" {
+					mode = "snapshot"
+				}
+				r := newRig(t, mode, 0)
 				r.job.Sink = &atomicSink{Sink: r.job.Sink}
 				st := &stagingStore{Store: r.db}
 				if staged {
@@ -183,8 +203,10 @@ func TestStagedRunsMatchUnstaged(t *testing.T) {
 						r.job.Safety.Allow[a] = true
 					}
 				}
-				for _, d := range tt.drops {
-					r.drop(d)
+				for _, files := range tt.runs {
+					for _, d := range files {
+						r.drop(d)
+					}
 					if _, err := r.eng.Run(context.Background(), r.job, connector.RunOptions{}); err != nil {
 						t.Fatalf("run: %v", err)
 					}
@@ -216,14 +238,18 @@ func TestStagedRunFailureLeavesState(t *testing.T) {
 		cancel     bool
 		failFrom   int
 		maxDeletes int
-		status     string
-		reason     string
-		staged     bool // a stage was opened before the failure
+		// cancelAfter > 0 cancels the run once the source handed over that
+		// many records.
+		cancelAfter int
+		status      string
+		reason      string
+		staged      bool // a stage was opened before the failure
 	}{
 		{name: "sink failure", sinkFails: true, status: connector.StatusFailed, reason: "forced sink failure", staged: true},
 		{name: "cancelled during the sink", cancel: true, status: connector.StatusFailed, reason: "context canceled", staged: true},
 		{name: "staging error", failFrom: 2, status: connector.StatusFailed, reason: errForced.Error(), staged: true},
-		{name: "deletion guard", maxDeletes: 1, status: connector.StatusBlocked},
+		{name: "deletion guard", maxDeletes: 1, status: connector.StatusBlocked, staged: true},
+		{name: "cancelled during the pull", cancelAfter: 2, status: connector.StatusFailed, reason: "context canceled", staged: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -244,6 +270,10 @@ func TestStagedRunFailureLeavesState(t *testing.T) {
 				sink.cancel = cancel
 			}
 			st.failFrom = tt.failFrom
+			src := r.job.Source
+			if tt.cancelAfter > 0 {
+				r.job.Source = &cancellingSource{Source: src, after: tt.cancelAfter, cancel: cancel}
+			}
 			safety := r.job.Safety
 			if tt.maxDeletes > 0 {
 				r.job.Safety.MaxDeletes = tt.maxDeletes
@@ -274,7 +304,7 @@ func TestStagedRunFailureLeavesState(t *testing.T) {
 				t.Errorf("outbox %v after the failed run, want %v", got, beforeFiles)
 			}
 			// The next run does what the failed one would have.
-			sink.fail, sink.cancel, st.failFrom = false, nil, 0
+			sink.fail, sink.cancel, st.failFrom, r.job.Source = false, nil, 0, src
 			r.job.Safety = safety
 			r.drop(second)
 			if res := r.sync(); res.Run.Created != 3 || res.Run.Deleted != 2 {
@@ -282,4 +312,38 @@ func TestStagedRunFailureLeavesState(t *testing.T) {
 			}
 		})
 	}
+}
+
+// cancellingSource cancels the run once it handed over a number of records.
+type cancellingSource struct {
+	connector.Source
+	after  int
+	cancel context.CancelFunc
+}
+
+func (s *cancellingSource) Pull(ctx context.Context, req connector.PullRequest, emit connector.Emitter) (connector.PullResult, error) {
+	return s.Source.Pull(ctx, req, &cancellingEmitter{Emitter: emit, s: s})
+}
+
+type cancellingEmitter struct {
+	connector.Emitter
+	s *cancellingSource
+	n int
+}
+
+func (e *cancellingEmitter) Record(r *connector.Record) error {
+	if e.n++; e.n == e.s.after {
+		e.s.cancel()
+	}
+	return e.Emitter.Record(r)
+}
+
+// manyRows is a drop of keys from to to-1.
+func manyRows(from, to int, suffix string) string {
+	var b strings.Builder
+	b.WriteString("id,name,phone\n")
+	for i := from; i < to; i++ {
+		fmt.Fprintf(&b, "%d,Name %d%s,01%08d\n", i, i, suffix, i)
+	}
+	return b.String()
 }

@@ -83,6 +83,7 @@ const (
 	flagFromDesired                  // the new content is the entry's stored desired content
 	flagHasOld
 	flagHasSrc
+	flagStaged // a create staged during the pull: emitted, not committed again
 )
 
 // actionCode is a switch rather than a map: it runs for every record
