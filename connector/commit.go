@@ -171,7 +171,7 @@ func (r *runner) commit(ctx context.Context, pr PullResult, approved bool, stg *
 		},
 	}
 	commit := r.e.Store.Commit
-	if stg != nil {
+	if stg != nil && stg.started {
 		// Every change is staged already.
 		c.Changes = nil
 		commit = stg.stage.Commit

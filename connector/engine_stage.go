@@ -20,10 +20,16 @@ import (
 // depends on nothing else. When a later record of the key undoes it, the
 // staging goroutine reverts it, in order with the creates.
 type staging struct {
-	stage Stage
-	ch    chan *stageBatch // to the staging goroutine, in spool order
-	free  chan *stageBatch
-	cur   *stageBatch
+	stager Stager
+	// ctx is the run's: the stage opens in the middle of the pull, from
+	// decide, which has no context of its own.
+	ctx     context.Context
+	run     Run
+	started bool // the stage is open and its goroutine runs
+	stage   Stage
+	ch      chan *stageBatch // to the staging goroutine, in spool order
+	free    chan *stageBatch
+	cur     *stageBatch
 	// rest applies the changes not staged during the pull; set before ch
 	// is closed, when the run goes on to its sink.
 	rest   func(yield func(*ChangeRecord) error) error
@@ -70,13 +76,20 @@ func (r *runner) startStaging(ctx context.Context) (*staging, error) {
 	if !ok {
 		return nil, nil
 	}
-	stage, err := st.Stage(ctx, r.res.Run)
+	return &staging{stager: st, ctx: ctx, run: r.res.Run}, nil
+}
+
+// start opens the stage and its goroutine, on the first change to stage:
+// a run that changes nothing takes the writer only to record itself.
+func (s *staging) start() error {
+	stage, err := s.stager.Stage(s.ctx, s.run)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	s := &staging{stage: stage, ch: make(chan *stageBatch, 4), free: make(chan *stageBatch, 6), done: make(chan struct{})}
-	go s.loop(ctx)
-	return s, nil
+	s.stage, s.started = stage, true
+	s.ch, s.free, s.done = make(chan *stageBatch, 4), make(chan *stageBatch, 6), make(chan struct{})
+	go s.loop(s.ctx)
+	return nil
 }
 
 func (s *staging) loop(ctx context.Context) {
@@ -179,6 +192,11 @@ func (s *staging) send() {
 
 // create stages the applied create of a fresh key.
 func (s *staging) create(key string, c *Contact, src Hash) error {
+	if !s.started {
+		if err := s.start(); err != nil {
+			return err
+		}
+	}
 	if s.bad.Load() {
 		return s.failure()
 	}
@@ -221,6 +239,14 @@ func (r *runner) unstaged(seg int, fn func(*spoolRec) error) error {
 // finish hands the staging goroutine the rest of the changes, to stage
 // while the sink writes. rest skips what was staged during the pull.
 func (s *staging) finish(r *runner) error {
+	if !s.started {
+		if !r.sp.any(segCreate, segUpdate, segDelete, segTouch) {
+			return nil // nothing to stage: the commit records the run
+		}
+		if err := s.start(); err != nil {
+			return err
+		}
+	}
 	if s.closed {
 		return nil
 	}
@@ -241,6 +267,9 @@ func (s *staging) finish(r *runner) error {
 
 // wait returns once everything is staged.
 func (s *staging) wait() error {
+	if !s.started {
+		return nil
+	}
 	s.send()
 	s.closeCh()
 	<-s.done
@@ -251,6 +280,9 @@ func (s *staging) wait() error {
 // the stage was committed: it must run before anything else writes to the
 // store.
 func (s *staging) close(log *slog.Logger) {
+	if !s.started {
+		return
+	}
 	s.stop.Store(true)
 	s.cur = nil
 	s.closeCh()

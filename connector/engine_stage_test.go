@@ -241,15 +241,19 @@ func TestStagedRunFailureLeavesState(t *testing.T) {
 		// cancelAfter > 0 cancels the run once the source handed over that
 		// many records.
 		cancelAfter int
-		status      string
-		reason      string
-		staged      bool // a stage was opened before the failure
+		drop        string // "": second
+		// created and deleted are the next run's figures (0: 3 and 2).
+		created, deleted int
+		status           string
+		reason           string
+		staged           bool // a stage was opened before the failure
 	}{
 		{name: "sink failure", sinkFails: true, status: connector.StatusFailed, reason: "forced sink failure", staged: true},
 		{name: "cancelled during the sink", cancel: true, status: connector.StatusFailed, reason: "context canceled", staged: true},
 		{name: "staging error", failFrom: 2, status: connector.StatusFailed, reason: errForced.Error(), staged: true},
 		{name: "deletion guard", maxDeletes: 1, status: connector.StatusBlocked, staged: true},
-		{name: "cancelled during the pull", cancelAfter: 2, status: connector.StatusFailed, reason: "context canceled", staged: true},
+		{name: "cancelled during the pull", drop: manyRows(10, 1000, ""), cancelAfter: 700, status: connector.StatusFailed,
+			reason: "context canceled", staged: true, created: 990, deleted: 3},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -278,7 +282,11 @@ func TestStagedRunFailureLeavesState(t *testing.T) {
 			if tt.maxDeletes > 0 {
 				r.job.Safety.MaxDeletes = tt.maxDeletes
 			}
-			r.drop(second)
+			drop := second
+			if tt.drop != "" {
+				drop = tt.drop
+			}
+			r.drop(drop)
 			stages := st.stages
 			res, err := r.eng.Run(ctx, r.job, connector.RunOptions{})
 			if err == nil {
@@ -306,9 +314,13 @@ func TestStagedRunFailureLeavesState(t *testing.T) {
 			// The next run does what the failed one would have.
 			sink.fail, sink.cancel, st.failFrom, r.job.Source = false, nil, 0, src
 			r.job.Safety = safety
-			r.drop(second)
-			if res := r.sync(); res.Run.Created != 3 || res.Run.Deleted != 2 {
-				t.Errorf("next run counts %+v, want 3 creates and 2 deletes", res.Run.Counts)
+			r.drop(drop)
+			created, deleted := 3, 2
+			if tt.created > 0 {
+				created, deleted = tt.created, tt.deleted
+			}
+			if res := r.sync(); res.Run.Created != created || res.Run.Deleted != deleted {
+				t.Errorf("next run counts %+v, want %d creates and %d deletes", res.Run.Counts, created, deleted)
 			}
 		})
 	}
