@@ -2,14 +2,15 @@ package connector
 
 import (
 	"context"
+	"errors"
 )
 
 // translate turns a spooled change and the sink's outcomes into the records
 // the state commits. It is used twice: once to count, once to commit.
-func (r *runner) translate(rec *spoolRec, yield func(*ChangeRecord) error) error {
+// o are the outcomes it reads, cr the record it fills and yields.
+func (r *runner) translate(rec *spoolRec, o *outcomes, cr *ChangeRecord, yield func(*ChangeRecord) error) error {
 	held := rec.flags&flagHeld != 0
-	failReason, failed := r.outcomes.failed[rec.key]
-	cr := &r.cr
+	failReason, failed := o.failed[rec.key]
 	switch rec.action {
 	case ActionCreate:
 		if a, ok := r.adopted[rec.key]; ok {
@@ -35,7 +36,7 @@ func (r *runner) translate(rec *spoolRec, yield func(*ChangeRecord) error) error
 			return yield(cr)
 		}
 		*cr = ChangeRecord{Action: ActionCreate, Key: rec.key, New: &rec.new}
-		switch uuid, bound := r.outcomes.bound[rec.key]; {
+		switch uuid, bound := o.bound[rec.key]; {
 		case held:
 			cr.Status, cr.Reason = EntryFailed, rec.reason
 		case failed:
@@ -79,8 +80,14 @@ func (r *runner) eachRecord(fn func(*ChangeRecord) error) error {
 // eachRecordFrom is eachRecord over a reader of the spool: each, or
 // eachHead for what needs no contact.
 func (r *runner) eachRecordFrom(each func(int, func(*spoolRec) error) error, fn func(*ChangeRecord) error) error {
+	return r.eachRecordWith(r.outcomes, &r.cr, each, fn)
+}
+
+// eachRecordWith is eachRecordFrom with its own outcomes and record, for
+// a goroutine other than the runner's.
+func (r *runner) eachRecordWith(o *outcomes, cr *ChangeRecord, each func(int, func(*spoolRec) error) error, fn func(*ChangeRecord) error) error {
 	for _, seg := range []int{segCreate, segUpdate, segDelete, segTouch} {
-		err := each(seg, func(rec *spoolRec) error { return r.translate(rec, fn) })
+		err := each(seg, func(rec *spoolRec) error { return r.translate(rec, o, cr, fn) })
 		if err != nil {
 			return err
 		}
@@ -126,7 +133,15 @@ func (r *runner) silent(key string) bool {
 	return en != nil && en.status == stFailed
 }
 
-func (r *runner) commit(ctx context.Context, pr PullResult, approved bool) error {
+func (r *runner) commit(ctx context.Context, pr PullResult, approved bool, stg *staging) error {
+	if stg != nil {
+		if len(r.outcomes.bound) > 0 || len(r.outcomes.failed) > 0 {
+			return errors.New("sink: an atomic sink reported outcomes per change")
+		}
+		if err := stg.wait(); err != nil {
+			return err
+		}
+	}
 	counts, err := r.finalCounts()
 	if err != nil {
 		return err
@@ -155,7 +170,13 @@ func (r *runner) commit(ctx context.Context, pr PullResult, approved bool) error
 			return nil
 		},
 	}
-	if err := r.e.Store.Commit(ctx, c); err != nil {
+	commit := r.e.Store.Commit
+	if stg != nil && stg.started {
+		// Every change is staged already.
+		c.Changes = nil
+		commit = stg.stage.Commit
+	}
+	if err := commit(ctx, c); err != nil {
 		r.res.Run.Status = StatusRunning
 		return err
 	}

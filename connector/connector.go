@@ -158,6 +158,16 @@ type Sink interface {
 	Apply(ctx context.Context, run RunInfo, plan Plan, out Outcomes) (ApplyResult, error)
 }
 
+// AtomicSink is a sink whose Apply emits every change of the plan or fails
+// as a whole, and reports no outcome per change (a sink writing import
+// files). The state of its run can then be written while it emits, since
+// what the commit stores does not depend on what Apply reports.
+type AtomicSink interface {
+	Sink
+	// AtomicApply marks the capability; it is never called.
+	AtomicApply()
+}
+
 // Adopter is implemented by sinks that can find existing Webex contacts
 // before a job's first run (the Webex API sink, through search). The engine
 // asks it for contacts matching the creates of a plan; each adopted create

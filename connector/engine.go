@@ -191,6 +191,9 @@ type runner struct {
 	outcomes *outcomes
 	// heldDeletes counts deletes that safety.allow held back.
 	heldDeletes int
+	// stg stages the run's state as it goes; nil: it is committed at the
+	// end.
+	stg *staging
 }
 
 // reasonGone is the reason of a delete whose record left the source.
@@ -224,6 +227,8 @@ type mark struct {
 	seq int32
 	cat uint8
 	seg int8
+	// staged: a create of a fresh key, staged during the pull.
+	staged bool
 }
 
 const (
@@ -253,6 +258,13 @@ func (r *runner) run(ctx context.Context) error {
 	}
 	if heapHook != nil {
 		heapHook("index")
+	}
+	if r.stg, err = r.startStaging(ctx); err != nil {
+		return err
+	}
+	if r.stg != nil {
+		// Before Run records a failure: the stage holds the writer.
+		defer r.stg.close(r.log)
 	}
 	var cursor []byte
 	if !r.opts.Full {
@@ -328,12 +340,17 @@ func (r *runner) run(ctx context.Context) error {
 
 	r.outcomes = &outcomes{bound: map[string]string{}, failed: map[string]string{}}
 	info := RunInfo{Job: r.job.Name, RunID: r.res.Run.ID, Started: r.res.Run.StartedAt, Logger: r.log, Journal: r.e.Store}
+	if r.stg != nil {
+		if err := r.stg.finish(r); err != nil {
+			return err
+		}
+	}
 	ar, err := r.job.Sink.Apply(ctx, info, plan, r.outcomes)
 	r.res.Run.Files = ar.Files
 	if err != nil {
 		return fmt.Errorf("sink: %w", err)
 	}
-	return r.commit(ctx, pr, approved)
+	return r.commit(ctx, pr, approved, r.stg)
 }
 
 func (r *runner) loadIndex(ctx context.Context) error {
@@ -430,7 +447,7 @@ func (r *runner) decide(key, origin string, c *Contact, it *mapItem) error {
 		if m.cat == catRejected {
 			return nil
 		}
-		r.undo(m)
+		r.undo(key, m)
 	}
 	if err != nil {
 		return r.reject(key, en, origin, err.Error())
@@ -440,6 +457,12 @@ func (r *runner) decide(key, origin string, c *Contact, it *mapItem) error {
 		en.setMark(mark{cat: catUnchanged})
 		r.counts.Unchanged++
 		return nil
+	case en == nil && r.stg != nil && r.allowed(ActionCreate):
+		r.rec = spoolRec{action: ActionCreate, key: key, flags: flagStaged, new: *c, src: it.src}
+		if err := r.spoolChange(key, en, catCreate, segCreate, &r.rec); err != nil {
+			return err
+		}
+		return r.stg.create(key, c, it.src)
 	case en == nil || en.status == stFailed:
 		r.rec = spoolRec{action: ActionCreate, key: key, new: *c, src: it.src}
 		return r.spoolChange(key, en, catCreate, segCreate, &r.rec)
@@ -476,7 +499,7 @@ func (em *emitter) Reject(key, origin, reason string) error {
 	// Every call is a rejected row worth reporting, even for a key already
 	// rejected (a source may report each row of a duplicate).
 	if m, ok := r.markOf(key); ok {
-		r.undo(m)
+		r.undo(key, m)
 	}
 	return r.reject(key, r.index.lookup(key), origin, reason)
 }
@@ -490,7 +513,7 @@ func (em *emitter) Delete(key, origin string) error {
 		if m.cat == catRejected {
 			return nil
 		}
-		r.undo(m)
+		r.undo(key, m)
 	}
 	en := r.index.lookup(key)
 	if en == nil {
@@ -511,7 +534,10 @@ func (r *runner) reject(key string, en *indexed, origin, reason string) error {
 }
 
 // undo forgets what an earlier record of the same key decided.
-func (r *runner) undo(m mark) {
+func (r *runner) undo(key string, m mark) {
+	if m.staged {
+		r.stg.revert(key)
+	}
 	switch m.cat {
 	case catUnchanged:
 		r.counts.Unchanged--
@@ -548,7 +574,7 @@ func (r *runner) spoolChange(key string, en *indexed, cat uint8, seg int, rec *s
 	if err != nil {
 		return err
 	}
-	if err := r.setMark(key, en, mark{cat: cat, seg: int8(seg), seq: seq}); err != nil {
+	if err := r.setMark(key, en, mark{cat: cat, seg: int8(seg), seq: seq, staged: rec.flags&flagStaged != 0}); err != nil {
 		return err
 	}
 	switch cat {

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"slices"
 	"unsafe"
@@ -82,6 +83,7 @@ const (
 	flagFromDesired                  // the new content is the entry's stored desired content
 	flagHasOld
 	flagHasSrc
+	flagStaged // a create staged during the pull: emitted, not committed again
 )
 
 // actionCode is a switch rather than a map: it runs for every record
@@ -187,13 +189,15 @@ func (s *spool) eachHead(seg int, fn func(r *spoolRec) error) error {
 
 func (s *spool) read(seg int, contacts bool, fn func(r *spoolRec) error) error {
 	g := s.segs[seg]
-	if err := g.w.Flush(); err != nil {
-		return fmt.Errorf("spool: %w", err)
+	// Readers read at offsets and never move the file's own, which the
+	// writer appends at: the sink and the staging goroutine read the same
+	// segments at once, once nothing is buffered (see flush).
+	if g.w.Buffered() > 0 {
+		if err := g.w.Flush(); err != nil {
+			return fmt.Errorf("spool: %w", err)
+		}
 	}
-	if _, err := g.f.Seek(0, io.SeekStart); err != nil {
-		return fmt.Errorf("spool: %w", err)
-	}
-	br := bufio.NewReaderSize(g.f, 256<<10)
+	br := bufio.NewReaderSize(io.NewSectionReader(g.f, 0, math.MaxInt64), 256<<10)
 	var r spoolRec
 	// A record's fields are read into one buffer and become one string,
 	// which every field then slices: one allocation per record instead of
@@ -269,9 +273,26 @@ func (s *spool) read(seg int, contacts bool, fn func(r *spoolRec) error) error {
 			return err
 		}
 	}
-	// Seek back to the end so that later writes append.
-	if _, err := g.f.Seek(0, io.SeekEnd); err != nil {
-		return fmt.Errorf("spool: %w", err)
+	return nil
+}
+
+// any reports whether one of the segments holds a record.
+func (s *spool) any(segs ...int) bool {
+	for _, seg := range segs {
+		if s.segs[seg].n > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// flush writes every segment's buffer, so that readers on several
+// goroutines may read the spool at once (none of them writes).
+func (s *spool) flush() error {
+	for _, g := range s.segs {
+		if err := g.w.Flush(); err != nil {
+			return fmt.Errorf("spool: %w", err)
+		}
 	}
 	return nil
 }

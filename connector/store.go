@@ -202,3 +202,34 @@ type JournalEntry struct {
 	UUID    string // known for update/delete; for a create, set by Answer
 	Contact Contact
 }
+
+// Stager is implemented by stores that can open a run's write transaction
+// before the run is over, so that the state's work (SQLite's inserts, most
+// of a big first import's commit) overlaps the sink's and the pull's
+// instead of following them. Nothing staged is visible, or survives a
+// crash, until Stage.Commit.
+type Stager interface {
+	// Stage opens run's write transaction. It holds the store's writer
+	// until Commit or Rollback: no other write may be made meanwhile.
+	Stage(ctx context.Context, run Run) (Stage, error)
+}
+
+// Stage is an open run transaction. Its methods must be called from one
+// goroutine at a time.
+type Stage interface {
+	// Apply applies changes as Commit.Changes would be, in order, without
+	// committing them.
+	Apply(ctx context.Context, changes func(yield func(*ChangeRecord) error) error) error
+	// Revert undoes an applied create staged for key, a key the state did
+	// not hold: its entry and its audit row are deleted, which is exact
+	// because nothing else of the key was stored.
+	Revert(ctx context.Context, key string) error
+	// Commit applies c.Changes after the staged ones, then records the run
+	// (rejections, cursor, approval, retention, journal) exactly as
+	// Store.Commit does, and commits it all at once. On failure nothing
+	// of the run is stored.
+	Commit(ctx context.Context, c *Commit) error
+	// Rollback discards the stage. It is idempotent, and a no-op after
+	// Commit.
+	Rollback() error
+}

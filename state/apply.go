@@ -34,6 +34,9 @@ type applier struct {
 	remove  driver.Stmt
 	get     driver.Stmt
 	audit   driver.Stmt
+	// unCreate and unAudit undo a staged create (Stage.Revert).
+	unCreate driver.Stmt
+	unAudit  driver.Stmt
 
 	// Applied creates (by far the most common change of a big run) and
 	// audit rows are inserted createBatch and auditBatch at a time; a
@@ -161,7 +164,7 @@ func newApplier(ctx context.Context, conn driver.Conn, job string, runID int64) 
 }
 
 func (a *applier) close() {
-	for _, st := range []driver.Stmt{a.create, a.createMany, a.update, a.desired, a.bind, a.touch, a.remove, a.get, a.audit, a.auditMany} {
+	for _, st := range []driver.Stmt{a.create, a.createMany, a.update, a.desired, a.bind, a.touch, a.remove, a.get, a.audit, a.auditMany, a.unCreate, a.unAudit} {
 		if st != nil {
 			_ = st.Close()
 		}

@@ -3,7 +3,6 @@ package state
 import (
 	"context"
 	"database/sql"
-	"database/sql/driver"
 	"errors"
 	"fmt"
 	"time"
@@ -28,141 +27,26 @@ const ctxCheckEvery = 1024
 // The Changes and Rejected iterators run inside the transaction, which
 // holds the only writer connection: they may read the DB, but a write from
 // them (Intend, Approve, StartRun) would wait for the transaction forever.
-func (d *DB) Commit(ctx context.Context, c *connector.Commit) (err error) {
+func (d *DB) Commit(ctx context.Context, c *connector.Commit) error {
 	if c == nil {
 		return errors.New("state: commit: nothing to commit")
 	}
-	job := c.Run.Job
 	fail := func(err error) error {
-		return fmt.Errorf("state: commit run %d of job %q: %w", c.Run.ID, job, err)
+		return fmt.Errorf("state: commit run %d of job %q: %w", c.Run.ID, c.Run.Job, err)
 	}
-	if job == "" {
+	if c.Run.Job == "" {
 		return fail(errors.New("no job name"))
 	}
 	if !finalStatus(c.Run.Status) {
 		return fail(fmt.Errorf("status %q is not a final run status", c.Run.Status))
 	}
-	conn, err := d.w.Conn(ctx)
+	// One code path with a staged run: a commit is a stage opened and
+	// committed at once.
+	s, err := d.stage(ctx, c.Run)
 	if err != nil {
 		return fail(err)
 	}
-	defer conn.Close()
-	tx, err := conn.BeginTx(ctx, nil)
-	if err != nil {
-		return fail(err)
-	}
-	newRun := c.Run.ID == 0
-	defer func() {
-		if err != nil {
-			_ = tx.Rollback()
-			if newRun {
-				c.Run.ID = 0
-			}
-		}
-	}()
-	if newRun {
-		if c.Run.ID, err = d.insertRun(ctx, tx, &c.Run, connector.StatusRunning); err != nil {
-			return fail(err)
-		}
-	}
-	st := time.Now()
-	n, err := d.applyChanges(ctx, conn, c)
-	if err != nil {
-		return fail(err)
-	}
-	nrej, err := insertRejections(ctx, tx, c)
-	if err != nil {
-		return fail(err)
-	}
-	if c.SetCursor {
-		var cur any
-		if c.Cursor != nil {
-			cur = c.Cursor
-		}
-		if _, err = tx.ExecContext(ctx, `INSERT INTO jobs (job, cursor) VALUES (?, ?)
-			ON CONFLICT (job) DO UPDATE SET cursor = excluded.cursor`, job, cur); err != nil {
-			return fail(fmt.Errorf("cursor: %w", err))
-		}
-	}
-	if c.ConsumeApproval {
-		if _, err = tx.ExecContext(ctx, `UPDATE approvals SET used_by_run = ? WHERE job = ? AND used_by_run IS NULL`,
-			c.Run.ID, job); err != nil {
-			return fail(fmt.Errorf("approval: %w", err))
-		}
-	}
-	if err = d.updateRun(ctx, tx, &c.Run); err != nil {
-		return fail(err)
-	}
-	// Retention counts from the committing run's start, so that the
-	// engine's clock (a fake one in tests) decides, not this package's.
-	ref := c.Run.StartedAt
-	if ref.IsZero() {
-		ref = d.now()
-	}
-	pruned, err := d.prune(ctx, tx, c.KeepDays, ref)
-	if err != nil {
-		return fail(err)
-	}
-	if _, err = tx.ExecContext(ctx, `DELETE FROM journal WHERE job = ?`, job); err != nil {
-		return fail(fmt.Errorf("clear journal: %w", err))
-	}
-	if err = tx.Commit(); err != nil {
-		return fail(err)
-	}
-	d.log.Debug("state: run committed", "run", c.Run.ID, "job", job, "changes", n, "rejected", nrej,
-		"pruned_rows", pruned, "duration", time.Since(st))
-	return nil
-}
-
-func (d *DB) applyChanges(ctx context.Context, conn *sql.Conn, c *connector.Commit) (int, error) {
-	if c.Changes == nil {
-		return 0, nil
-	}
-	n := 0
-	// The driver connection is the transaction's: statements run on it are
-	// part of the transaction, and nothing else uses the connection while
-	// the changes are applied.
-	err := conn.Raw(func(dc any) error {
-		a, err := newApplier(context.WithoutCancel(ctx), dc.(driver.Conn), c.Run.Job, c.Run.ID)
-		if err != nil {
-			return err
-		}
-		defer a.close()
-		var applyErr error
-		err = c.Changes(func(rec *connector.ChangeRecord) error {
-			if n%ctxCheckEvery == 0 {
-				if err := ctx.Err(); err != nil {
-					applyErr = err
-					return err
-				}
-			}
-			n++
-			if err := a.apply(n, rec); err != nil {
-				var named changesError
-				if errors.As(err, &named) {
-					applyErr = named.error
-				} else {
-					applyErr = fmt.Errorf("change %d (%s of key %q): %w", n, rec.Action, rec.Key, err)
-				}
-				return applyErr
-			}
-			return nil
-		})
-		if applyErr != nil {
-			return applyErr
-		}
-		if err != nil {
-			return fmt.Errorf("changes after %d: %w", n, err)
-		}
-		if err := a.flushCreates(); err != nil {
-			return err.(changesError).error
-		}
-		if err := a.flushAudit(); err != nil {
-			return fmt.Errorf("audit of the last %d changes: %w", n%auditBatch, err)
-		}
-		return nil
-	})
-	return n, err
+	return s.Commit(ctx, c)
 }
 
 func insertRejections(ctx context.Context, tx *sql.Tx, c *connector.Commit) (int, error) {

@@ -77,6 +77,12 @@ func (s *Sink) Apply(ctx context.Context, run connector.RunInfo, plan connector.
 	return connector.ApplyResult{Files: e.written}, nil
 }
 
+// AtomicApply says that Apply writes all of the plan or nothing, and
+// reports no outcome: the engine may stage the run's state meanwhile.
+func (*Sink) AtomicApply() {}
+
+var _ connector.AtomicSink = (*Sink)(nil)
+
 // outputRemover is the engine's connector.OutputRemover, spelled out so
 // that this package builds against a connector that does not declare it.
 type outputRemover interface {

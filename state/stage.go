@@ -1,0 +1,322 @@
+package state
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/contactsync/contactsync/connector"
+)
+
+var _ connector.Stager = (*DB)(nil)
+
+// stage is a run's write transaction, open while the engine still plans or
+// the sink still writes, so that SQLite's work overlaps theirs. It holds
+// the only writer connection until Commit or Rollback.
+//
+// The applier's statements are prepared on the transaction's driver
+// connection; every use of them happens inside a conn.Raw call on that
+// same connection, which nothing else uses while the stage is open.
+type stage struct {
+	d      *DB
+	conn   *sql.Conn
+	tx     *sql.Tx
+	a      *applier
+	run    connector.Run // with its id
+	newRun bool
+	n      int // changes applied so far
+	// failed: a change could not be applied, and the transaction may hold
+	// half of it; the stage can only be rolled back.
+	failed bool
+	done   bool
+	start  time.Time
+}
+
+// Stage opens the write transaction of run (inserting the run row first
+// when run.ID is 0). What is applied through it is seen by nobody until
+// Commit, and discarded by Rollback or by the death of the process.
+func (d *DB) Stage(ctx context.Context, run connector.Run) (connector.Stage, error) {
+	s, err := d.stage(ctx, run)
+	if err != nil {
+		return nil, fmt.Errorf("state: stage run %d of job %q: %w", run.ID, run.Job, err)
+	}
+	return s, nil
+}
+
+func (d *DB) stage(ctx context.Context, run connector.Run) (s *stage, err error) {
+	if run.Job == "" {
+		return nil, errors.New("no job name")
+	}
+	conn, err := d.w.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// The transaction outlives calls with different contexts, and a
+	// cancelled one would make database/sql roll it back under the
+	// applier's feet: cancellation is checked between changes, and the
+	// engine rolls back.
+	tx, err := conn.BeginTx(context.WithoutCancel(ctx), nil)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	s = &stage{d: d, conn: conn, tx: tx, run: run, newRun: run.ID == 0, start: time.Now()}
+	defer func() {
+		if err != nil {
+			_ = s.Rollback()
+		}
+	}()
+	if s.newRun {
+		if s.run.ID, err = d.insertRun(ctx, tx, &s.run, connector.StatusRunning); err != nil {
+			return nil, err
+		}
+	}
+	err = conn.Raw(func(dc any) error {
+		s.a, err = newApplier(context.WithoutCancel(ctx), dc.(driver.Conn), run.Job, s.run.ID)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *stage) usable() error {
+	switch {
+	case s.done:
+		return errors.New("the stage is closed")
+	case s.failed:
+		return errors.New("an earlier change failed: the stage can only be rolled back")
+	}
+	return nil
+}
+
+// Apply applies changes as Commit would, without committing them.
+func (s *stage) Apply(ctx context.Context, changes func(yield func(*connector.ChangeRecord) error) error) error {
+	if err := s.apply(ctx, changes, false); err != nil {
+		return fmt.Errorf("state: stage run %d of job %q: %w", s.run.ID, s.run.Job, err)
+	}
+	return nil
+}
+
+// Revert undoes an applied create of key, a key the state did not hold
+// when the stage opened: its entry and its audit row go. The audit id the
+// row had stays unused, as a rolled-back insert would leave it.
+func (s *stage) Revert(ctx context.Context, key string) error {
+	if err := s.usable(); err != nil {
+		return fmt.Errorf("state: stage run %d of job %q: revert key %q: %w", s.run.ID, s.run.Job, key, err)
+	}
+	err := s.conn.Raw(func(any) error { return s.a.revert(key) })
+	if err != nil {
+		s.failed = true
+		return fmt.Errorf("state: stage run %d of job %q: revert key %q: %w", s.run.ID, s.run.Job, key, err)
+	}
+	return nil
+}
+
+// apply runs changes through the applier; last flushes what it queued.
+func (s *stage) apply(ctx context.Context, changes func(yield func(*connector.ChangeRecord) error) error, last bool) error {
+	if err := s.usable(); err != nil {
+		return err
+	}
+	err := s.conn.Raw(func(any) error {
+		if changes != nil {
+			var applyErr error
+			err := changes(func(rec *connector.ChangeRecord) error {
+				if s.n%ctxCheckEvery == 0 {
+					if err := ctx.Err(); err != nil {
+						applyErr = err
+						return err
+					}
+				}
+				s.n++
+				if err := s.a.apply(s.n, rec); err != nil {
+					var named changesError
+					if errors.As(err, &named) {
+						applyErr = named.error
+					} else {
+						applyErr = fmt.Errorf("change %d (%s of key %q): %w", s.n, rec.Action, rec.Key, err)
+					}
+					return applyErr
+				}
+				return nil
+			})
+			if applyErr != nil {
+				return applyErr
+			}
+			if err != nil {
+				return fmt.Errorf("changes after %d: %w", s.n, err)
+			}
+		}
+		if !last {
+			return nil
+		}
+		if err := s.a.flushCreates(); err != nil {
+			return err.(changesError).error
+		}
+		if err := s.a.flushAudit(); err != nil {
+			return fmt.Errorf("audit of the last %d changes: %w", s.n%auditBatch, err)
+		}
+		return nil
+	})
+	if err != nil {
+		s.failed = true
+	}
+	return err
+}
+
+// Commit applies c.Changes after what the stage applied, then records the
+// run exactly as DB.Commit does, and commits. On failure the transaction
+// is rolled back.
+func (s *stage) Commit(ctx context.Context, c *connector.Commit) (err error) {
+	if c == nil {
+		return errors.New("state: commit: nothing to commit")
+	}
+	job := s.run.Job
+	fail := func(err error) error {
+		return fmt.Errorf("state: commit run %d of job %q: %w", s.run.ID, job, err)
+	}
+	if err := s.usable(); err != nil {
+		return fail(err)
+	}
+	defer func() {
+		if err != nil {
+			_ = s.Rollback()
+			if s.newRun {
+				c.Run.ID = 0
+			}
+		}
+	}()
+	if c.Run.Job != job {
+		return fail(fmt.Errorf("the stage is of job %q, the commit of job %q", job, c.Run.Job))
+	}
+	if !finalStatus(c.Run.Status) {
+		return fail(fmt.Errorf("status %q is not a final run status", c.Run.Status))
+	}
+	if s.newRun {
+		c.Run.ID = s.run.ID
+		if c.Run.StartedAt.IsZero() {
+			c.Run.StartedAt = s.run.StartedAt
+		}
+	} else if c.Run.ID != s.run.ID {
+		return fail(fmt.Errorf("the stage is of run %d, the commit of run %d", s.run.ID, c.Run.ID))
+	}
+	if err = s.apply(ctx, c.Changes, true); err != nil {
+		return fail(err)
+	}
+	tx := s.tx
+	nrej, err := insertRejections(ctx, tx, c)
+	if err != nil {
+		return fail(err)
+	}
+	if c.SetCursor {
+		var cur any
+		if c.Cursor != nil {
+			cur = c.Cursor
+		}
+		if _, err = tx.ExecContext(ctx, `INSERT INTO jobs (job, cursor) VALUES (?, ?)
+			ON CONFLICT (job) DO UPDATE SET cursor = excluded.cursor`, job, cur); err != nil {
+			return fail(fmt.Errorf("cursor: %w", err))
+		}
+	}
+	if c.ConsumeApproval {
+		if _, err = tx.ExecContext(ctx, `UPDATE approvals SET used_by_run = ? WHERE job = ? AND used_by_run IS NULL`,
+			c.Run.ID, job); err != nil {
+			return fail(fmt.Errorf("approval: %w", err))
+		}
+	}
+	if err = s.d.updateRun(ctx, tx, &c.Run); err != nil {
+		return fail(err)
+	}
+	// Retention counts from the committing run's start, so that the
+	// engine's clock (a fake one in tests) decides, not this package's.
+	ref := c.Run.StartedAt
+	if ref.IsZero() {
+		ref = s.d.now()
+	}
+	pruned, err := s.d.prune(ctx, tx, c.KeepDays, ref)
+	if err != nil {
+		return fail(err)
+	}
+	if _, err = tx.ExecContext(ctx, `DELETE FROM journal WHERE job = ?`, job); err != nil {
+		return fail(fmt.Errorf("clear journal: %w", err))
+	}
+	s.closeApplier()
+	if err = tx.Commit(); err != nil {
+		return fail(err)
+	}
+	s.done = true
+	s.conn.Close()
+	s.d.log.Debug("state: run committed", "run", c.Run.ID, "job", job, "changes", s.n, "rejected", nrej,
+		"pruned_rows", pruned, "duration", time.Since(s.start))
+	return nil
+}
+
+func (s *stage) closeApplier() {
+	if s.a == nil {
+		return
+	}
+	_ = s.conn.Raw(func(any) error {
+		s.a.close()
+		return nil
+	})
+	s.a = nil
+}
+
+// Rollback discards everything the stage applied and releases the writer
+// connection. It may be called any number of times, and after Commit.
+func (s *stage) Rollback() error {
+	if s.done {
+		return nil
+	}
+	s.done = true
+	s.closeApplier()
+	err := s.tx.Rollback()
+	if errors.Is(err, sql.ErrTxDone) {
+		err = nil
+	}
+	if cerr := s.conn.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("state: roll back run %d of job %q: %w", s.run.ID, s.run.Job, err)
+	}
+	return nil
+}
+
+// revert deletes the entry of key, created in this transaction, and the
+// audit row holding its content. Both statements are prepared on first
+// use: a run reverts only keys a source handed over twice.
+func (a *applier) revert(key string) error {
+	if err := a.flushCreates(); err != nil {
+		return err.(changesError).error
+	}
+	if err := a.flushAudit(); err != nil {
+		return fmt.Errorf("audit of the changes before: %w", err)
+	}
+	if a.unCreate == nil {
+		pc := a.conn.(driver.ConnPrepareContext)
+		var err error
+		if a.unCreate, err = pc.PrepareContext(a.ctx, `DELETE FROM entries WHERE job = ? AND key = ? RETURNING contact_ref`); err != nil {
+			return fmt.Errorf("prepare: %w", err)
+		}
+		if a.unAudit, err = pc.PrepareContext(a.ctx, `DELETE FROM changes WHERE id = ? AND run_id = ?`); err != nil {
+			return fmt.Errorf("prepare: %w", err)
+		}
+	}
+	found, err := a.queryRow(a.unCreate, a.values(a.job, key), 1)
+	if err != nil {
+		return err
+	}
+	if !found {
+		return errors.New("no staged entry")
+	}
+	ref, ok := a.row[0].(int64)
+	if !ok {
+		return fmt.Errorf("the staged entry names no audit row (%T)", a.row[0])
+	}
+	return a.exec(a.unAudit, a.values(ref, a.runID))
+}
