@@ -85,33 +85,6 @@ func (e *Engine) logger() *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
-// Recover marks runs left "running" by a process that died as failed, and
-// removes the output files they may have left.
-func (e *Engine) Recover(ctx context.Context, jobs []*Job) error {
-	runs, err := e.Store.RecoverInterrupted(ctx, "interrupted: the process stopped before the run was committed")
-	if err != nil {
-		return err
-	}
-	for _, r := range runs {
-		e.logger().Warn("run was interrupted; recorded as failed", "job", r.Job, "run", r.ID)
-		for _, j := range jobs {
-			if j.Name != r.Job {
-				continue
-			}
-			if rm, ok := j.Sink.(OutputRemover); ok {
-				files, err := rm.RemoveOutput(r.Job, r.ID)
-				if err != nil {
-					return fmt.Errorf("recover run %d: %w", r.ID, err)
-				}
-				for _, f := range files {
-					e.logger().Warn("removed output of an interrupted run", "job", r.Job, "run", r.ID, "file", f)
-				}
-			}
-		}
-	}
-	return nil
-}
-
 // Run runs a job once. The returned Result is valid even when err is not
 // nil (a failed or blocked run is recorded and described).
 func (e *Engine) Run(ctx context.Context, job *Job, opts RunOptions) (*Result, error) {
