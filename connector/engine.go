@@ -435,7 +435,7 @@ func (r *runner) decide(key, origin string, c *Contact, it *mapItem) error {
 		if err := r.spoolChange(key, en, catCreate, segCreate, &r.rec); err != nil {
 			return err
 		}
-		return r.stg.create(key, c, it.src)
+		return r.stg.create(key, c, it.src, h)
 	case en == nil || en.status == stFailed:
 		r.rec = spoolRec{action: ActionCreate, key: key, new: *c, src: it.src}
 		return r.spoolChange(key, en, catCreate, segCreate, &r.rec)

@@ -55,6 +55,7 @@ type stageOp struct {
 	key    string
 	c      Contact
 	src    Hash
+	hash   Hash // c.Hash(), from the mapping
 }
 
 // errStagingStopped ends a staging goroutine that the run no longer needs.
@@ -146,7 +147,7 @@ func (s *staging) apply(ctx context.Context, b *stageBatch) error {
 			for k := range ops {
 				op := &ops[k]
 				// As translate makes an applied create with no outcome.
-				s.cr = ChangeRecord{Action: ActionCreate, Key: op.key, New: &op.c, Status: EntryPending, Applied: true, SourceHash: op.src}
+				s.cr = ChangeRecord{Action: ActionCreate, Key: op.key, New: &op.c, Status: EntryPending, Applied: true, SourceHash: op.src, NewHash: op.hash}
 				if err := yield(&s.cr); err != nil {
 					return err
 				}
@@ -191,7 +192,7 @@ func (s *staging) send() {
 }
 
 // create stages the applied create of a fresh key.
-func (s *staging) create(key string, c *Contact, src Hash) error {
+func (s *staging) create(key string, c *Contact, src, hash Hash) error {
 	if !s.started {
 		if err := s.start(); err != nil {
 			return err
@@ -200,7 +201,7 @@ func (s *staging) create(key string, c *Contact, src Hash) error {
 	if s.bad.Load() {
 		return s.failure()
 	}
-	*s.op() = stageOp{key: key, c: *c, src: src}
+	*s.op() = stageOp{key: key, c: *c, src: src, hash: hash}
 	s.added()
 	return nil
 }

@@ -112,6 +112,10 @@ type ChangeRecord struct {
 	// the entry's content (zero: unknown, the next run maps the record), and
 	// by a touch. It is not part of the audit.
 	SourceHash Hash
+	// NewHash is New.Hash() when the engine already has it (a create
+	// staged during the pull: the mapping hashed the contact); zero: the
+	// store computes it. It spares a SHA-256 a create in a first import.
+	NewHash Hash
 }
 
 // Rejection is a source record that could not become a contact.

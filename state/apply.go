@@ -351,7 +351,7 @@ func (a *applier) apply(seq int, rec *connector.ChangeRecord) error {
 	var newJSON, newHash driver.Value
 	if rec.New != nil {
 		newJSON = contactText(rec.New)
-		newHash = a.hashBytes(rec.New.Hash())
+		newHash = a.hashBytes(contactHash(rec))
 	}
 	var key driver.Value = rec.Key
 	ref := a.nextID()
@@ -459,6 +459,14 @@ func (a *applier) apply(seq int, rec *connector.ChangeRecord) error {
 // RETURNING returned nothing.
 var errNoRow = errors.New("sql: no rows in result set")
 
+// contactHash is the hash of rec.New, taken from the engine when it has it.
+func contactHash(rec *connector.ChangeRecord) connector.Hash {
+	if !rec.NewHash.IsZero() {
+		return rec.NewHash
+	}
+	return rec.New.Hash()
+}
+
 // applyCreate queues an applied create; its entry is inserted with the
 // creates next to it.
 func (a *applier) applyCreate(seq int, rec *connector.ChangeRecord) error {
@@ -468,7 +476,7 @@ func (a *applier) applyCreate(seq int, rec *connector.ChangeRecord) error {
 		status = boxBound
 	}
 	ref := a.nextID()
-	a.creates = appendRow(a.creates, a.job, key, uuid, status, a.hashBytes(rec.New.Hash()), ref, a.hashBytes(rec.SourceHash))
+	a.creates = appendRow(a.creates, a.job, key, uuid, status, a.hashBytes(contactHash(rec)), ref, a.hashBytes(rec.SourceHash))
 	a.createSeq = append(a.createSeq, seq)
 	a.createKeys = append(a.createKeys, rec.Key)
 	if len(a.createSeq) >= createBatch {

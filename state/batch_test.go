@@ -401,3 +401,34 @@ func TestMigrateV2ToV3(t *testing.T) {
 		}
 	})
 }
+
+// TestCreateUsesEngineHash: a create that carries the contact's hash from
+// the engine stores it as is; one without computes it.
+func TestCreateUsesEngineHash(t *testing.T) {
+	c := mkContact("Ada Lovelace")
+	given := connector.Hash{1, 2, 3}
+	tests := []struct {
+		name string
+		hash connector.Hash
+		want connector.Hash
+	}{
+		{"computed", connector.Hash{}, c.Hash()},
+		{"from the engine", given, given},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d, _ := openTest(t)
+			rec := connector.ChangeRecord{Action: connector.ActionCreate, Key: "k1", New: &c, Status: connector.EntryPending, Applied: true, NewHash: tt.hash}
+			if _, err := commitRecs(t, d, "job", []connector.ChangeRecord{rec}); err != nil {
+				t.Fatal(err)
+			}
+			var got []connector.Entry
+			if err := d.Entries(context.Background(), "job", func(e connector.Entry) error { got = append(got, e); return nil }); err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != 1 || got[0].Hash != tt.want {
+				t.Fatalf("entries %+v, want hash %x", got, tt.want)
+			}
+		})
+	}
+}
