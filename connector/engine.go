@@ -167,6 +167,11 @@ type runner struct {
 	// stg stages the run's state as it goes; nil: it is committed at the
 	// end.
 	stg *staging
+	// indexLoaded is closed when the loader goroutine has filled index
+	// (nil: loaded before the pull, or already awaited); indexErr is why it
+	// failed. See awaitIndex.
+	indexLoaded chan struct{}
+	indexErr    error
 }
 
 // reasonGone is the reason of a delete whose record left the source.
@@ -226,11 +231,25 @@ func (r *runner) run(ctx context.Context) error {
 	}
 	defer sp.close()
 	r.sp = sp
-	if err := r.loadIndex(ctx); err != nil {
-		return err
-	}
-	if heapHook != nil {
-		heapHook("index")
+	if runtime.GOMAXPROCS(0) > 1 && heapHook == nil {
+		// The index loads while the source connects and hands over its
+		// first records, which the mapper holds until it is complete: at
+		// 100,000 entries the load takes about as long as the directory
+		// needs for 15,000 of them.
+		r.indexLoaded = make(chan struct{})
+		go func() {
+			defer close(r.indexLoaded)
+			r.indexErr = r.loadIndex(ctx)
+		}()
+		// Never leave while the loader still writes the runner.
+		defer r.awaitIndex()
+	} else {
+		if err := r.loadIndex(ctx); err != nil {
+			return err
+		}
+		if heapHook != nil {
+			heapHook("index")
+		}
 	}
 	if r.stg, err = r.startStaging(ctx); err != nil {
 		return err
@@ -253,6 +272,10 @@ func (r *runner) run(ctx context.Context) error {
 	pr, err := r.job.Source.Pull(ctx, PullRequest{Cursor: cursor, Full: r.opts.Full, Attributes: attrs, AllAttributes: all}, (*emitter)(r))
 	if err == nil {
 		err = r.flushMapped()
+	}
+	if ierr := r.awaitIndex(); ierr != nil {
+		// The source saw this failure as its emitter's: it is the state's.
+		return ierr
 	}
 	if heapHook != nil {
 		heapHook("pull")
@@ -326,6 +349,17 @@ func (r *runner) run(ctx context.Context) error {
 	return r.commit(ctx, pr, approved, r.stg)
 }
 
+// awaitIndex waits until the index is loaded and returns the load's error.
+// Everything that reads the index, the marks or managed during a run comes
+// after it.
+func (r *runner) awaitIndex() error {
+	if r.indexLoaded != nil {
+		<-r.indexLoaded
+		r.indexLoaded = nil
+	}
+	return r.indexErr
+}
+
 func (r *runner) loadIndex(ctx context.Context) error {
 	return r.e.Store.Entries(ctx, r.job.Name, func(en Entry) error {
 		ix := indexed{Hash: en.Hash, src: en.SourceHash, desired: !en.Desired.IsZero()}
@@ -353,6 +387,9 @@ type emitter runner
 func (em *emitter) Record(rec *Record) error {
 	r := (*runner)(em)
 	if r.mapper == nil {
+		if err := r.awaitIndex(); err != nil {
+			return err
+		}
 		var it mapItem
 		it.rec = *rec
 		mapOne(r.job.Mapping, &r.index, &it, &r.contact)

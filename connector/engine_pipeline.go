@@ -18,7 +18,10 @@ type mapper struct {
 	workers   int
 	cur, prev *mapBatch
 	free      []*mapBatch
-	wg        sync.WaitGroup
+	// held are full batches the source handed over while the index was
+	// still loading: the workers look keys up in it, so they wait.
+	held []*mapBatch
+	wg   sync.WaitGroup
 }
 
 type mapItem struct {
@@ -94,12 +97,59 @@ func (p *mapper) submit(b *mapBatch) {
 	}
 }
 
+// maxHeld bounds the batches held while the index loads (16,384 records,
+// about 15 MB of LDAP records): past it, the source waits for the index.
+const maxHeld = 64
+
 // cycle hands the full batch to the workers, then decides on the batch
-// before it.
+// before it. While the index loads, it holds the batch instead.
 func (r *runner) cycle() error {
 	p := r.mapper
 	b := p.cur
 	p.cur = nil
+	if r.indexLoaded != nil {
+		select {
+		case <-r.indexLoaded:
+		default:
+			if len(p.held) < maxHeld {
+				p.held = append(p.held, b)
+				return nil
+			}
+		}
+		if err := r.releaseHeld(); err != nil {
+			return err
+		}
+	}
+	return r.cycleBatch(b)
+}
+
+// releaseHeld waits for the index, then maps and decides on the batches
+// held meanwhile, in the source's order.
+func (r *runner) releaseHeld() error {
+	if err := r.awaitIndex(); err != nil {
+		return err
+	}
+	p := r.mapper
+	held := p.held
+	p.held = nil
+	for i, b := range held {
+		if err := r.cycleBatch(b); err != nil {
+			// The batches not handed over are dropped with the run.
+			clear(held[i+1:])
+			return err
+		}
+	}
+	// Keep a few for reuse; the rest were only needed while loading.
+	if len(p.free) > 4 {
+		clear(p.free[4:])
+		p.free = p.free[:4]
+	}
+	return nil
+}
+
+// cycleBatch hands b to the workers, then decides on the batch before it.
+func (r *runner) cycleBatch(b *mapBatch) error {
+	p := r.mapper
 	p.submit(b)
 	err := r.drain()
 	p.prev = b
@@ -131,7 +181,10 @@ func (r *runner) drain() error {
 func (r *runner) flushMapped() error {
 	p := r.mapper
 	if p == nil {
-		return nil
+		return r.awaitIndex()
+	}
+	if err := r.releaseHeld(); err != nil {
+		return err
 	}
 	if err := r.drain(); err != nil {
 		return err

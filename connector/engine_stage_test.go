@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -239,7 +240,11 @@ func TestStagedRunFailureLeavesState(t *testing.T) {
 		failFrom   int
 		maxDeletes int
 		// cancelAfter > 0 cancels the run once the source handed over that
-		// many records.
+		// many records. Such a run maps inline (GOMAXPROCS 1): the
+		// mapping workers hold the first records while the index loads,
+		// so the stage might not be open yet when the cancel comes;
+		// inline, every record is decided, and its create staged, as it
+		// arrives.
 		cancelAfter int
 		drop        string // "": second
 		// created and deleted are the next run's figures (0: 3 and 2).
@@ -277,6 +282,7 @@ func TestStagedRunFailureLeavesState(t *testing.T) {
 			src := r.job.Source
 			if tt.cancelAfter > 0 {
 				r.job.Source = &cancellingSource{Source: src, after: tt.cancelAfter, cancel: cancel}
+				defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 			}
 			safety := r.job.Safety
 			if tt.maxDeletes > 0 {
