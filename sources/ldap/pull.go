@@ -292,12 +292,9 @@ func (p *pull) paged(ctx context.Context, what, base, filter string, attrs []str
 		if err != nil {
 			return err
 		}
-		p.pages++
-		if len(cookie) == 0 {
-			p.s.log.Debug("ldap: "+what+" done", "url", p.s.displayURL(), "pages", p.pages, "records", p.n)
+		if !p.nextPage(what, paging, cookie) {
 			return nil
 		}
-		paging.SetCookie(cookie)
 	}
 }
 
@@ -374,4 +371,16 @@ func FormatGUID(b []byte) string {
 	}
 	return fmt.Sprintf("%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
 		b[3], b[2], b[1], b[0], b[5], b[4], b[7], b[6], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15])
+}
+
+// nextPage counts a page whose results have all been read and reports
+// whether the server has another, whose cookie it sets on paging.
+func (p *pull) nextPage(what string, paging *goldap.ControlPaging, cookie []byte) bool {
+	p.pages++
+	if len(cookie) == 0 {
+		p.s.log.Debug("ldap: "+what+" done", "url", p.s.displayURL(), "pages", p.pages, "records", p.n)
+		return false
+	}
+	paging.SetCookie(cookie)
+	return true
 }

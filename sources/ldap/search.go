@@ -31,12 +31,9 @@ func (p *pull) pagedLean(ctx context.Context, what, base, filter string, attrs [
 		if err != nil {
 			return err
 		}
-		p.pages++
-		if len(cookie) == 0 {
-			p.s.log.Debug("ldap: "+what+" done", "url", p.s.displayURL(), "pages", p.pages, "records", p.n)
+		if !p.nextPage(what, paging, cookie) {
 			return nil
 		}
-		paging.SetCookie(cookie)
 	}
 }
 
