@@ -349,38 +349,6 @@ func (r *runner) run(ctx context.Context) error {
 	return r.commit(ctx, pr, approved, r.stg)
 }
 
-// awaitIndex waits until the index is loaded and returns the load's error.
-// Everything that reads the index, the marks or managed during a run comes
-// after it.
-func (r *runner) awaitIndex() error {
-	if r.indexLoaded != nil {
-		<-r.indexLoaded
-		r.indexLoaded = nil
-	}
-	return r.indexErr
-}
-
-func (r *runner) loadIndex(ctx context.Context) error {
-	return r.e.Store.Entries(ctx, r.job.Name, func(en Entry) error {
-		ix := indexed{Hash: en.Hash, src: en.SourceHash, desired: !en.Desired.IsZero()}
-		switch en.Status {
-		case EntryBound:
-			ix.status = stBound
-		case EntryPending:
-			ix.status = stPending
-		case EntryFailed:
-			ix.status = stFailed
-		}
-		if err := r.index.put(en.Key, ix); err != nil {
-			return err
-		}
-		if en.Status != EntryFailed {
-			r.managed++
-		}
-		return nil
-	})
-}
-
 // emitter is the runner as the source sees it.
 type emitter runner
 

@@ -1,6 +1,7 @@
 package connector
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"hash/maphash"
@@ -385,4 +386,36 @@ func (f *freshKeys) set(key string, m mark) error {
 		*f.marks.at(id) = m
 	}
 	return nil
+}
+
+// awaitIndex waits until the index is loaded and returns the load's error.
+// Everything that reads the index, the marks or managed during a run comes
+// after it.
+func (r *runner) awaitIndex() error {
+	if r.indexLoaded != nil {
+		<-r.indexLoaded
+		r.indexLoaded = nil
+	}
+	return r.indexErr
+}
+
+func (r *runner) loadIndex(ctx context.Context) error {
+	return r.e.Store.Entries(ctx, r.job.Name, func(en Entry) error {
+		ix := indexed{Hash: en.Hash, src: en.SourceHash, desired: !en.Desired.IsZero()}
+		switch en.Status {
+		case EntryBound:
+			ix.status = stBound
+		case EntryPending:
+			ix.status = stPending
+		case EntryFailed:
+			ix.status = stFailed
+		}
+		if err := r.index.put(en.Key, ix); err != nil {
+			return err
+		}
+		if en.Status != EntryFailed {
+			r.managed++
+		}
+		return nil
+	})
 }
