@@ -303,10 +303,7 @@ func (p *pull) paged(ctx context.Context, what, base, filter string, attrs []str
 func (p *pull) entry(e *goldap.Entry) error {
 	raw := e.GetEqualFoldRawAttributeValue(p.key)
 	if len(raw) == 0 {
-		if err := p.emit.Reject("", e.DN, fmt.Sprintf("entry %q has no %s attribute (the key)", e.DN, p.key)); err != nil {
-			return err
-		}
-		return nil
+		return p.rejectNoKey(e.DN)
 	}
 	key := renderValue(p.key, raw)
 	r := &p.rec
@@ -324,7 +321,13 @@ func (p *pull) entry(e *goldap.Entry) error {
 		r.Names = append(r.Names, name)
 		r.Values = append(r.Values, firstValue(name, a))
 	}
-	if err := p.emit.Record(r); err != nil {
+	return p.emitRecord()
+}
+
+// emitRecord hands p.rec over, whichever decoder filled it, and counts it
+// against the limit.
+func (p *pull) emitRecord() error {
+	if err := p.emit.Record(&p.rec); err != nil {
 		return err
 	}
 	p.n++
@@ -332,6 +335,11 @@ func (p *pull) entry(e *goldap.Entry) error {
 		return errLimit
 	}
 	return nil
+}
+
+// rejectNoKey rejects the entry dn, which lacks the key attribute.
+func (p *pull) rejectNoKey(dn string) error {
+	return p.emit.Reject("", dn, fmt.Sprintf("entry %q has no %s attribute (the key)", dn, p.key))
 }
 
 // firstValue is renderValue of a's first value. go-ldap already holds that

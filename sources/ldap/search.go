@@ -95,16 +95,9 @@ func (p *pull) leanEntry(dec *entryDecoder, body []byte) error {
 		return fmt.Errorf("ldap: search on %s: entry: %w", p.s.displayURL(), err)
 	}
 	if !hasKey {
-		return p.emit.Reject("", r.Origin, fmt.Sprintf("entry %q has no %s attribute (the key)", r.Origin, p.key))
+		return p.rejectNoKey(r.Origin)
 	}
-	if err := p.emit.Record(r); err != nil {
-		return err
-	}
-	p.n++
-	if p.limit > 0 && p.n >= p.limit {
-		return errLimit
-	}
-	return nil
+	return p.emitRecord()
 }
 
 // wireError explains a failed read or write during a search, as stream
