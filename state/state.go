@@ -167,14 +167,6 @@ func parseTime(s sql.NullString) (time.Time, error) {
 	return t, nil
 }
 
-// hashValue stores the zero hash as NULL.
-func hashValue(h connector.Hash) any {
-	if h.IsZero() {
-		return nil
-	}
-	return h[:]
-}
-
 func scanHash(b []byte) (connector.Hash, error) {
 	var h connector.Hash
 	if len(b) == 0 {

@@ -269,12 +269,6 @@ func (j *memJournal) has(key string) bool {
 	return false
 }
 
-func (j *memJournal) commit() {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	j.entries, j.index = nil, nil
-}
-
 type memOut struct {
 	mu     sync.Mutex
 	bound  map[string]string
