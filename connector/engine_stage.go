@@ -251,6 +251,14 @@ func (s *staging) finish(r *runner) error {
 	if s.closed {
 		return nil
 	}
+	if !r.sp.anyUnstaged(segCreate, segUpdate, segDelete, segTouch) {
+		// Everything was staged during the pull (a first import): reading
+		// the spool again only to skip every record cost a million record
+		// reads at 1,000,000 creates.
+		s.send()
+		s.closeCh()
+		return nil
+	}
 	// The staging goroutine and the sink read the spool at once.
 	if err := r.sp.flush(); err != nil {
 		return err

@@ -102,6 +102,53 @@ func TestSpoolRoundTripAndSupersede(t *testing.T) {
 	}
 }
 
+// The staging goroutine skips reading the spool again when every change
+// was staged during the pull: the count must see any record that was not.
+func TestSpoolAnyUnstaged(t *testing.T) {
+	type write struct {
+		seg    int
+		staged bool
+	}
+	tests := []struct {
+		name   string
+		writes []write
+		want   bool
+	}{
+		{name: "empty", want: false},
+		{name: "all staged", writes: []write{{segCreate, true}, {segCreate, true}}, want: false},
+		{name: "one create not staged", writes: []write{{segCreate, true}, {segCreate, false}}, want: true},
+		{name: "a touch", writes: []write{{segCreate, true}, {segTouch, false}}, want: true},
+		{name: "a rejection is not a change", writes: []write{{segCreate, true}, {segReject, false}}, want: false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sp, err := newSpool(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sp.close()
+			for _, w := range tt.writes {
+				rec := &spoolRec{action: ActionCreate, key: "k"}
+				if w.staged {
+					rec.flags = flagStaged
+				}
+				if _, err := sp.write(w.seg, rec); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := sp.anyUnstaged(segCreate, segUpdate, segDelete, segTouch); got != tt.want {
+				t.Errorf("anyUnstaged = %v, want %v", got, tt.want)
+			}
+			if err := sp.reset(segCreate); err != nil {
+				t.Fatal(err)
+			}
+			if got := sp.anyUnstaged(segCreate); got {
+				t.Error("anyUnstaged after reset = true")
+			}
+		})
+	}
+}
+
 func TestContactMarshalRoundTrip(t *testing.T) {
 	var c Contact
 	c[DisplayName] = "Ça \"va\" <b> & \\ \t\x01"

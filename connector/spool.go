@@ -25,6 +25,7 @@ type segment struct {
 	f          *os.File
 	w          *bufio.Writer
 	n          int32              // records written
+	staged     int32              // of which staged during the pull (flagStaged)
 	superseded map[int32]struct{} // records replaced by a later one of the same key
 }
 
@@ -164,6 +165,9 @@ func (s *spool) write(seg int, r *spoolRec) (int32, error) {
 		}
 	}
 	g.n++
+	if r.flags&flagStaged != 0 {
+		g.staged++
+	}
 	return g.n - 1, nil
 }
 
@@ -286,6 +290,17 @@ func (s *spool) any(segs ...int) bool {
 	return false
 }
 
+// anyUnstaged reports whether one of the segments holds a record that was
+// not staged during the pull.
+func (s *spool) anyUnstaged(segs ...int) bool {
+	for _, seg := range segs {
+		if g := s.segs[seg]; g.n > g.staged {
+			return true
+		}
+	}
+	return false
+}
+
 // flush writes every segment's buffer, so that readers on several
 // goroutines may read the spool at once (none of them writes).
 func (s *spool) flush() error {
@@ -308,7 +323,7 @@ func (s *spool) reset(seg int) error {
 		return fmt.Errorf("spool: %w", err)
 	}
 	g.w.Reset(g.f)
-	g.n = 0
+	g.n, g.staged = 0, 0
 	g.superseded = nil
 	return nil
 }
