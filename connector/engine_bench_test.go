@@ -180,6 +180,23 @@ func BenchmarkHash(b *testing.B) {
 	_ = sink
 }
 
+// BenchmarkMarshal is the cost of encoding a contact for the state (every
+// create and update stores its content once).
+func BenchmarkMarshal(b *testing.B) {
+	var c connector.Contact
+	c[connector.DisplayName], c[connector.FirstName], c[connector.LastName] = "Élodie Lefèvre (Boulangerie Müller & Fils)", "Élodie", "Lefèvre"
+	c[connector.Phone1], c[connector.Phone1Type] = "+33142685300", "work"
+	c[connector.Phone2], c[connector.Phone2Type] = "+33612345678", "mobile"
+	c[connector.Email], c[connector.Title], c[connector.CompanyName] = "elodie.lefevre@boulangerie-muller.example", "Responsable achats", "Boulangerie Müller & Fils"
+	c[connector.AddressStreet], c[connector.AddressCity], c[connector.AddressZip] = "12 rue de l'Église", "Paris", "75004"
+	b.ReportAllocs()
+	n := 0
+	for i := 0; i < b.N; i++ {
+		n += len(c.Marshal())
+	}
+	b.SetBytes(int64(n / max(b.N, 1)))
+}
+
 // BenchmarkDiff is the cost of listing the changed fields of an update (for
 // plan output and the audit).
 func BenchmarkDiff(b *testing.B) {

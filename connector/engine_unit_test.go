@@ -149,6 +149,33 @@ func TestSpoolAnyUnstaged(t *testing.T) {
 	}
 }
 
+// The stored contents must stay byte for byte what earlier versions wrote:
+// the same escapes (encoding/json's of Go 1.21, \u00XX for \b and \f).
+func TestContactMarshalEscapes(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"", `""`},
+		{"Élodie Lefèvre", `"Élodie Lefèvre"`},
+		{`Müller & "Fils" <b>`, `"Müller \u0026 \"Fils\" \u003cb\u003e"`},
+		{"a\\b", `"a\\b"`},
+		{"l1\nl2\r\tx", `"l1\nl2\r\tx"`},
+		{"\x00\b\f\x1f\x7f", `"\u0000\u0008\u000c\u001f` + "\x7f" + `"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			var c Contact
+			c[DisplayName], c[Group5] = tt.in, tt.in
+			want := "[" + tt.want + strings.Repeat(`,""`, int(NumFields)-2) + "," + tt.want + "]"
+			if got := string(c.Marshal()); got != want {
+				t.Errorf("Marshal = %s\nwant      %s", got, want)
+			}
+			back, err := UnmarshalContact(c.Marshal())
+			if err != nil || back != c {
+				t.Errorf("round trip: %q, %v", back, err)
+			}
+		})
+	}
+}
+
 func TestContactMarshalRoundTrip(t *testing.T) {
 	var c Contact
 	c[DisplayName] = "Ça \"va\" <b> & \\ \t\x01"
