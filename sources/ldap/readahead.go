@@ -28,6 +28,13 @@ const (
 	// reader stops reading and TCP makes the server wait, so that a slow
 	// consumer does not make memory grow.
 	aheadChunks = 8
+	// aheadEager is how many messages a waiting consumer is handed at
+	// least (a page's end, an error or a full buffer hand over fewer).
+	// Servers write entry by entry, and a reader faster than the server
+	// reads one per read: waking the consumer for each would cost a
+	// goroutine switch per entry, to gain nothing while the server keeps
+	// sending.
+	aheadEager = 16
 )
 
 // chunk is what the reader hands over: whole messages, in order, parsed
@@ -52,7 +59,8 @@ type readAhead struct {
 	quit    chan struct{}
 	done    chan struct{}
 	// waiting is set while the consumer waits for a chunk, so that the
-	// reader hands over what it has rather than filling its buffer first.
+	// reader hands over what it has (aheadEager messages at least) rather
+	// than filling its buffer first.
 	waiting atomic.Bool
 }
 
@@ -135,7 +143,7 @@ func (r *readAhead) run(carry []byte) {
 			r.fail(ch, rerr, false)
 			return
 		}
-		if len(ch.msgs) > 0 && (turned || r.waiting.Load() || cap(ch.buf)-len(ch.buf) < r.size/16 || need > cap(ch.buf)-pos) {
+		if len(ch.msgs) > 0 && (turned || len(ch.msgs) >= aheadEager && r.waiting.Load() || cap(ch.buf)-len(ch.buf) < r.size/16 || need > cap(ch.buf)-pos) {
 			next := r.take(max(need, len(ch.buf)-pos))
 			if next == nil {
 				return
