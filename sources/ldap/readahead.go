@@ -102,7 +102,7 @@ func (r *readAhead) run(carry []byte) {
 	pos := 0 // where the first message not yet framed starts
 	var rerr error
 	for {
-		turned := false // a next page was asked for: hand the page over now
+		urgent := false // a page's end or a message out of place: hand over now
 		need := 0       // the size of the message cut at the end, once known
 		for {
 			n, err := messageSize(ch.buf[pos:])
@@ -122,7 +122,10 @@ func (r *readAhead) run(carry []byte) {
 			ch.msgs = append(ch.msgs, m)
 			pos += n
 			if m.op != tagSearchDone || m.id != r.id {
-				continue // the consumer judges any message out of place
+				// The consumer judges a message out of place, at once: the
+				// server may say nothing more.
+				urgent = urgent || m.id != r.id || m.op != tagSearchEntry && m.op != tagSearchReference
+				continue
 			}
 			cookie := pageCookie(m)
 			if len(cookie) == 0 {
@@ -134,7 +137,7 @@ func (r *readAhead) run(carry []byte) {
 				r.fail(ch, err, false)
 				return
 			}
-			r.id, turned = id, true
+			r.id, urgent = id, true
 		}
 		if rerr != nil {
 			if rerr == io.EOF && pos < len(ch.buf) {
@@ -143,7 +146,7 @@ func (r *readAhead) run(carry []byte) {
 			r.fail(ch, rerr, false)
 			return
 		}
-		if len(ch.msgs) > 0 && (turned || len(ch.msgs) >= aheadEager && r.waiting.Load() || cap(ch.buf)-len(ch.buf) < r.size/16 || need > cap(ch.buf)-pos) {
+		if len(ch.msgs) > 0 && (urgent || len(ch.msgs) >= aheadEager && r.waiting.Load() || cap(ch.buf)-len(ch.buf) < r.size/16 || need > cap(ch.buf)-pos) {
 			next := r.take(max(need, len(ch.buf)-pos))
 			if next == nil {
 				return

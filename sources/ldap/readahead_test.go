@@ -463,6 +463,14 @@ func TestLeanFaults(t *testing.T) {
 				return true
 			}}, 0, 0,
 			names("a", "b"), "ldap: search on %s: unexpected LDAP message (ID 8, operation 0x64)"},
+		{"pause mid-page, fewer entries than a hand-over", []fakePage{page("p1", "a", "b"),
+			func(w io.Writer, id int64) bool {
+				w.Write(person(id, "c"))
+				time.Sleep(150 * time.Millisecond)
+				page("", "d")(w, id)
+				return true
+			}}, time.Second, 0,
+			names("a", "b", "c", "d"), ""},
 		{"slow consumer, short idle timeout", []fakePage{page("p1", "a", "b"), page("p2", "c", "d"), page("p3", "e", "f"), page("", "g")},
 			100 * time.Millisecond, 40 * time.Millisecond,
 			names("a", "b", "c", "d", "e", "f", "g"), ""},
