@@ -13,21 +13,24 @@ package ldap
 
 import (
 	"io"
+	"sync"
 	"sync/atomic"
 
 	goldap "github.com/go-ldap/ldap/v3"
 )
 
-// aheadChunk is the size of one read buffer: about 800 entries of 11
+// aheadChunk is the size of one read buffer: about 200 entries of 11
 // attributes, so that a hand-over costs little per entry. A variable only
 // so that tests can cut a real server's answers into small chunks.
-var aheadChunk = 256 << 10
+var aheadChunk = 64 << 10
 
 const (
 	// aheadChunks bounds the buffers in flight (2 MB): past them, the
 	// reader stops reading and TCP makes the server wait, so that a slow
-	// consumer does not make memory grow.
-	aheadChunks = 8
+	// consumer does not make memory grow. Buffers are many and small
+	// rather than few and large because a waiting consumer is handed
+	// what was read so far, often a TLS record's worth.
+	aheadChunks = 32
 	// aheadEager is how many messages a waiting consumer is handed at
 	// least (a page's end, an error or a full buffer hand over fewer).
 	// Servers write entry by entry, and a reader faster than the server
@@ -55,9 +58,14 @@ type readAhead struct {
 	id      int64 // the message ID of the page being read; reader only
 	size    int   // bytes per pooled buffer
 	out     chan *chunk
-	free    chan *chunk
-	quit    chan struct{}
-	done    chan struct{}
+	// free holds the chunks not in use; the reader takes the one released
+	// last, still in the cache, so that a pull whose consumer keeps up
+	// allocates a buffer or two rather than all of them.
+	mu    sync.Mutex
+	free  []*chunk
+	avail chan struct{} // a token per chunk in free
+	quit  chan struct{}
+	done  chan struct{}
 	// waiting is set while the consumer waits for a chunk, so that the
 	// reader hands over what it has (aheadEager messages at least) rather
 	// than filling its buffer first.
@@ -69,10 +77,11 @@ type readAhead struct {
 // returns its message ID. run starts it.
 func newReadAhead(rd io.Reader, id int64, size, chunks int, request func(cookie []byte) (int64, error)) *readAhead {
 	r := &readAhead{rd: rd, request: request, id: id, size: size,
-		out: make(chan *chunk, chunks), free: make(chan *chunk, chunks),
+		out: make(chan *chunk, chunks), avail: make(chan struct{}, chunks),
 		quit: make(chan struct{}), done: make(chan struct{})}
 	for range chunks {
-		r.free <- &chunk{}
+		r.free = append(r.free, &chunk{})
+		r.avail <- struct{}{}
 	}
 	return r
 }
@@ -169,12 +178,15 @@ func (r *readAhead) run(carry []byte) {
 // after halt. No read is in progress meanwhile, so a slow consumer never
 // runs into the idle timeout.
 func (r *readAhead) take(n int) *chunk {
-	var ch *chunk
 	select {
-	case ch = <-r.free:
+	case <-r.avail:
 	case <-r.quit:
 		return nil
 	}
+	r.mu.Lock()
+	ch := r.free[len(r.free)-1]
+	r.free = r.free[:len(r.free)-1]
+	r.mu.Unlock()
 	if cap(ch.buf) < n || ch.buf == nil {
 		ch.buf = make([]byte, 0, max(n, r.size))
 	}
@@ -213,7 +225,10 @@ func (r *readAhead) release(ch *chunk) {
 	if cap(ch.buf) > r.size {
 		ch.buf, ch.msgs = nil, nil
 	}
-	r.free <- ch // never blocks: free holds every chunk there is
+	r.mu.Lock()
+	r.free = append(r.free, ch)
+	r.mu.Unlock()
+	r.avail <- struct{}{} // never blocks: there are as many tokens as chunks
 }
 
 // halt tells the reader to stop at its next wait for a buffer; the
