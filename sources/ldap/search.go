@@ -11,9 +11,10 @@ import (
 )
 
 // pagedLean is paged (RFC 2696) over a lean connection of its own (see
-// wire.go), for the entries of a full pull: each entry is decoded from the
-// read buffer and emitted through p.entry's rules on this goroutine, and
-// the next page is asked for as soon as the previous one is done.
+// wire.go). A reader goroutine reads the connection ahead and asks for the
+// next page as soon as it has read the current one (readahead.go); each
+// entry is decoded from the read buffer and emitted through p.entry's
+// rules on this goroutine.
 func (p *pull) pagedLean(ctx context.Context, what, base, filter string, attrs []string) error {
 	c, err := p.s.dialWire(ctx)
 	if err != nil {
@@ -21,70 +22,84 @@ func (p *pull) pagedLean(ctx context.Context, what, base, filter string, attrs [
 	}
 	defer c.close()
 	dec := newEntryDecoder(p.key)
+	where := p.s.displayURL()
 	paging := goldap.NewControlPaging(uint32(p.s.cfg.PageSize))
+	id, err := c.search(base, filter, attrs, []goldap.Control{paging})
+	if err != nil {
+		return p.wireError(ctx, what, err)
+	}
+	ra := c.startReadAhead(id, func(cookie []byte) (int64, error) {
+		next := goldap.NewControlPaging(uint32(p.s.cfg.PageSize))
+		next.SetCookie(cookie)
+		return c.search(base, filter, attrs, []goldap.Control{next})
+	})
 	for {
-		id, err := c.search(base, filter, attrs, []goldap.Control{paging})
-		if err != nil {
-			return p.wireError(ctx, what, err)
+		ch := ra.receive()
+		for _, m := range ch.msgs {
+			select {
+			case <-ctx.Done(): // the buffered chunks would hold the end back
+				return p.wireError(ctx, what, ctx.Err())
+			default:
+			}
+			cookie, done, err := p.leanMessage(dec, what, where, id, m)
+			if err != nil {
+				return err
+			}
+			if done {
+				if !p.nextPage(what, paging, cookie) {
+					return nil
+				}
+				// The reader asked for the next page with the next message
+				// ID: it alone sends until close.
+				id++
+			}
 		}
-		cookie, err := p.leanPage(ctx, c, dec, what, id)
-		if err != nil {
-			return err
+		if ch.err != nil {
+			if ch.bad {
+				return fmt.Errorf("ldap: %s on %s: %w", what, where, ch.err)
+			}
+			return p.wireError(ctx, what, ch.err)
 		}
-		if !p.nextPage(what, paging, cookie) {
-			return nil
-		}
+		ra.release(ch)
 	}
 }
 
-// leanPage reads one page's answers up to its SearchResultDone and returns
-// the paging cookie.
-func (p *pull) leanPage(ctx context.Context, c *wireConn, dec *entryDecoder, what string, id int64) ([]byte, error) {
-	where := p.s.displayURL()
-	for {
-		msg, err := c.f.next()
-		if err != nil {
-			return nil, p.wireError(ctx, what, err)
-		}
-		m, err := parseMessage(msg)
-		if err != nil {
-			return nil, fmt.Errorf("ldap: %s on %s: %w", what, where, err)
-		}
-		if m.id != id {
-			return nil, fmt.Errorf("ldap: %s on %s: %w", what, where, unexpected(m))
-		}
-		switch m.op {
-		case tagSearchEntry:
-			if err := p.leanEntry(dec, m.body); err != nil {
-				return nil, err
-			}
-		case tagSearchReference:
-			ref := ""
-			if _, s, e, err := element(m.body, 0); err == nil {
-				ref = string(m.body[s:e])
-			}
-			p.s.log.Debug("ldap: search reference skipped", "url", where, "referral", ref)
-		case tagSearchDone:
-			if err := resultError(m.body); err != nil {
-				if goldap.IsErrorWithCode(err, goldap.LDAPResultReferral) {
-					// The base itself lives elsewhere: reading nothing would
-					// look like an empty directory, so it is an error.
-					return nil, fmt.Errorf("ldap: %s on %s: the server refers base DN %q to another server (LDAP result 10); point url at the server that holds it: %w", what, where, p.s.cfg.BaseDN, err)
-				}
-				return nil, p.s.searchError(what, err)
-			}
-			controls, err := decodeControls(m.controls)
-			if err != nil {
-				return nil, fmt.Errorf("ldap: %s on %s: response controls: %w", what, where, err)
-			}
-			if pc, ok := goldap.FindControl(controls, goldap.ControlTypePaging).(*goldap.ControlPaging); ok {
-				return pc.Cookie, nil
-			}
-			return nil, nil
-		default:
-			return nil, fmt.Errorf("ldap: %s on %s: %w", what, where, unexpected(m))
-		}
+// leanMessage handles one answer to the page with message ID id; done
+// reports the page's SearchResultDone, with its paging cookie. where is
+// displayURL, worked out once per search rather than per entry.
+func (p *pull) leanMessage(dec *entryDecoder, what, where string, id int64, m message) (cookie []byte, done bool, err error) {
+	if m.id != id {
+		return nil, false, fmt.Errorf("ldap: %s on %s: %w", what, where, unexpected(m))
 	}
+	switch m.op {
+	case tagSearchEntry:
+		return nil, false, p.leanEntry(dec, m.body)
+	case tagSearchReference:
+		ref := ""
+		if _, s, e, err := element(m.body, 0); err == nil {
+			ref = string(m.body[s:e])
+		}
+		p.s.log.Debug("ldap: search reference skipped", "url", where, "referral", ref)
+		return nil, false, nil
+	case tagSearchDone:
+		if err := resultError(m.body); err != nil {
+			if goldap.IsErrorWithCode(err, goldap.LDAPResultReferral) {
+				// The base itself lives elsewhere: reading nothing would
+				// look like an empty directory, so it is an error.
+				return nil, false, fmt.Errorf("ldap: %s on %s: the server refers base DN %q to another server (LDAP result 10); point url at the server that holds it: %w", what, where, p.s.cfg.BaseDN, err)
+			}
+			return nil, false, p.s.searchError(what, err)
+		}
+		controls, err := decodeControls(m.controls)
+		if err != nil {
+			return nil, false, fmt.Errorf("ldap: %s on %s: response controls: %w", what, where, err)
+		}
+		if pc, ok := goldap.FindControl(controls, goldap.ControlTypePaging).(*goldap.ControlPaging); ok {
+			return pc.Cookie, true, nil
+		}
+		return nil, true, nil
+	}
+	return nil, false, fmt.Errorf("ldap: %s on %s: %w", what, where, unexpected(m))
 }
 
 // leanEntry is entry for an entry still in its wire form.

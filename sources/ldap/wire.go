@@ -23,6 +23,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -125,31 +126,18 @@ func (f *framer) next() ([]byte, error) {
 		}
 		return nil, err
 	}
-	if h[0] != tagSequence {
-		return nil, fmt.Errorf("not an LDAP message (tag 0x%02x)", h[0])
+	total, err := messageSize(h)
+	if err != nil {
+		return nil, err
 	}
-	size, head := int(h[1]), 2
-	if size&0x80 != 0 {
-		k := size & 0x7f
-		switch {
-		case k == 0:
-			return nil, errIndefinite
-		case k > 4:
-			return nil, fmt.Errorf("LDAP message length of %d bytes is too long", k)
-		}
-		if h, err = f.r.Peek(2 + k); err != nil {
+	if total == 0 { // a long-form length: its bytes follow
+		if h, err = f.r.Peek(2 + int(h[1]&0x7f)); err != nil {
 			return nil, unexpectedEOF(err)
 		}
-		size = 0
-		for _, c := range h[2:] {
-			size = size<<8 | int(c)
+		if total, err = messageSize(h); err != nil {
+			return nil, err
 		}
-		head += k
 	}
-	if size > maxMessage {
-		return nil, fmt.Errorf("LDAP message of %d bytes is larger than the limit of %d", size, maxMessage)
-	}
-	total := head + size
 	if total <= f.r.Size() {
 		msg, err := f.r.Peek(total)
 		if err != nil {
@@ -181,6 +169,39 @@ func unexpectedEOF(err error) error {
 		return io.ErrUnexpectedEOF
 	}
 	return err
+}
+
+// messageSize reads the header of the LDAPMessage that starts b and
+// returns the whole message's size in bytes, or 0 when b is too short to
+// hold the header. Both the framer and the read-ahead frame with it.
+func messageSize(b []byte) (int, error) {
+	if len(b) < 2 {
+		return 0, nil
+	}
+	if b[0] != tagSequence {
+		return 0, fmt.Errorf("not an LDAP message (tag 0x%02x)", b[0])
+	}
+	size, head := int(b[1]), 2
+	if size&0x80 != 0 {
+		k := size & 0x7f
+		switch {
+		case k == 0:
+			return 0, errIndefinite
+		case k > 4:
+			return 0, fmt.Errorf("LDAP message length of %d bytes is too long", k)
+		case len(b) < 2+k:
+			return 0, nil
+		}
+		size = 0
+		for _, c := range b[2 : 2+k] {
+			size = size<<8 | int(c)
+		}
+		head += k
+	}
+	if size > maxMessage {
+		return 0, fmt.Errorf("LDAP message of %d bytes is larger than the limit of %d", size, maxMessage)
+	}
+	return head + size, nil
 }
 
 // message is an LDAPMessage split into its parts; the slices point into
@@ -410,13 +431,16 @@ func renderSub(name string, b []byte, s string) string {
 }
 
 // wireConn is one connection of the lean client. Only one operation is in
-// flight at a time.
+// flight at a time; once the search has started, its read-ahead (ra) alone
+// reads and asks for the next pages, while close may write the Unbind from
+// the consumer's goroutine (net.Conn and tls.Conn allow that).
 type wireConn struct {
 	nc      net.Conn
 	f       *framer
-	id      int64
+	id      atomic.Int64 // the last message ID sent
 	timeout time.Duration
 	stop    func() bool // stops closing the connection on the context's end
+	ra      *readAhead  // nil until the search starts
 }
 
 // idleReader gives every read from the server its own deadline: like the
@@ -493,9 +517,9 @@ func (c *wireConn) send(op *ber.Packet, controls []goldap.Control) (int64, error
 }
 
 func (c *wireConn) sendWithin(op *ber.Packet, controls []goldap.Control, timeout time.Duration) (int64, error) {
-	c.id++
+	id := c.id.Add(1)
 	pkt := ber.Encode(ber.ClassUniversal, ber.TypeConstructed, ber.TagSequence, nil, "LDAP Request")
-	pkt.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagInteger, c.id, "MessageID"))
+	pkt.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagInteger, id, "MessageID"))
 	pkt.AppendChild(op)
 	if len(controls) > 0 {
 		cp := ber.Encode(ber.ClassContext, ber.TypeConstructed, 0, nil, "Controls")
@@ -508,7 +532,7 @@ func (c *wireConn) sendWithin(op *ber.Packet, controls []goldap.Control, timeout
 		return 0, err
 	}
 	_, err := c.nc.Write(pkt.Bytes())
-	return c.id, err
+	return id, err
 }
 
 // response reads the answer to a single-response operation.
@@ -605,9 +629,17 @@ func (c *wireConn) search(base, filter string, attrs []string, controls []goldap
 	return c.send(op, controls)
 }
 
-// close unbinds (best effort: the server may be gone) and closes.
+// close unbinds (best effort: the server may be gone) and closes. The
+// read-ahead is told to stop first; closing the connection ends a read or
+// write it is in, and close returns once it has ended.
 func (c *wireConn) close() {
 	c.stop()
+	if c.ra != nil {
+		c.ra.halt()
+	}
 	c.sendWithin(ber.Encode(ber.ClassApplication, ber.TypePrimitive, goldap.ApplicationUnbindRequest, nil, "Unbind Request"), nil, time.Second)
 	c.nc.Close()
+	if c.ra != nil {
+		c.ra.wait()
+	}
 }

@@ -110,7 +110,7 @@ func referenceEntry(key string, msg []byte) (events []string, ok bool) {
 	return r.events, true
 }
 
-// leanEntryEvents decodes msg with the lean decoder, as leanPage does.
+// leanEntryEvents decodes msg with the lean decoder, as leanMessage does.
 func leanEntryEvents(key string, msg []byte) ([]string, error) {
 	m, err := parseMessage(msg)
 	if err != nil {
