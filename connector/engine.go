@@ -267,6 +267,7 @@ func (r *runner) run(ctx context.Context) error {
 	attrs, all := r.job.Mapping.Attributes()
 	if w := runtime.GOMAXPROCS(0); w > 1 {
 		r.mapper = newMapper(r.job.Mapping, &r.index, w)
+		r.mapper.holdDir = r.e.SpoolDir
 		defer r.mapper.stop()
 	}
 	pr, err := r.job.Source.Pull(ctx, PullRequest{Cursor: cursor, Full: r.opts.Full, Attributes: attrs, AllAttributes: all}, (*emitter)(r))

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"hash/maphash"
+	"time"
 	"unsafe"
 )
 
@@ -400,6 +401,12 @@ func (r *runner) awaitIndex() error {
 }
 
 func (r *runner) loadIndex(ctx context.Context) error {
+	start := time.Now()
+	defer func() {
+		// At a million entries the load takes about a second, and the
+		// source may wait for it: the timing says how much.
+		r.log.Debug("index loaded", "entries", r.index.len(), "duration", time.Since(start))
+	}()
 	return r.e.Store.Entries(ctx, r.job.Name, func(en Entry) error {
 		ix := indexed{Hash: en.Hash, src: en.SourceHash, desired: !en.Desired.IsZero()}
 		switch en.Status {

@@ -21,7 +21,11 @@ type mapper struct {
 	// held are full batches the source handed over while the index was
 	// still loading: the workers look keys up in it, so they wait.
 	held []*mapBatch
-	wg   sync.WaitGroup
+	// hold keeps the records handed over after maxHeld batches, until the
+	// index is loaded; nil until then.
+	hold    *holdFile
+	holdDir string
+	wg      sync.WaitGroup
 }
 
 type mapItem struct {
@@ -67,6 +71,7 @@ func newMapper(m *Mapping, index *entryIndex, workers int) *mapper {
 func (p *mapper) stop() {
 	close(p.work)
 	p.wg.Wait()
+	p.hold.close()
 }
 
 // add copies rec into the filling batch, as the source may reuse its
@@ -74,19 +79,30 @@ func (p *mapper) stop() {
 // copied), and reports whether the batch is full.
 func (p *mapper) add(rec *Record) bool {
 	if p.cur == nil {
-		if n := len(p.free); n > 0 {
-			p.cur, p.free = p.free[n-1], p.free[:n-1]
-			p.cur.n = 0
-		} else {
-			p.cur = &mapBatch{items: make([]mapItem, mapBatchSize)}
-		}
+		p.cur = p.newBatch()
 	}
-	it := &p.cur.items[p.cur.n]
+	p.cur.put(rec)
+	return p.cur.n == len(p.cur.items)
+}
+
+// newBatch returns an empty batch, reused if one is free.
+func (p *mapper) newBatch() *mapBatch {
+	if n := len(p.free); n > 0 {
+		b := p.free[n-1]
+		p.free = p.free[:n-1]
+		b.n = 0
+		return b
+	}
+	return &mapBatch{items: make([]mapItem, mapBatchSize)}
+}
+
+// put copies rec into the batch's next item.
+func (b *mapBatch) put(rec *Record) {
+	it := &b.items[b.n]
 	it.rec.Key, it.rec.Origin = rec.Key, rec.Origin
 	it.rec.Names = append(it.rec.Names[:0], rec.Names...)
 	it.rec.Values = append(it.rec.Values[:0], rec.Values...)
-	p.cur.n++
-	return p.cur.n == len(p.cur.items)
+	b.n++
 }
 
 func (p *mapper) submit(b *mapBatch) {
@@ -115,6 +131,9 @@ func (r *runner) cycle() error {
 				p.held = append(p.held, b)
 				return nil
 			}
+			if held, err := p.holdBatch(b); held || err != nil {
+				return err
+			}
 		}
 		if err := r.releaseHeld(); err != nil {
 			return err
@@ -123,8 +142,32 @@ func (r *runner) cycle() error {
 	return r.cycleBatch(b)
 }
 
-// releaseHeld waits for the index, then maps and decides on the batches
-// held meanwhile, in the source's order.
+// holdBatch writes the records of b into the hold file and frees b. It
+// reports false when the file is full: the source then waits for the index.
+func (p *mapper) holdBatch(b *mapBatch) (bool, error) {
+	if p.hold == nil {
+		h, err := newHoldFile(p.holdDir)
+		if err != nil {
+			return false, err
+		}
+		p.hold = h
+	}
+	if p.hold.full() {
+		return false, nil
+	}
+	for i := 0; i < b.n; i++ {
+		if err := p.hold.add(&b.items[i].rec); err != nil {
+			return false, err
+		}
+	}
+	b.n = 0
+	p.free = append(p.free, b)
+	return true, nil
+}
+
+// releaseHeld waits for the index, then maps and decides on the records
+// held meanwhile, in the source's order: the batches in memory, then the
+// hold file.
 func (r *runner) releaseHeld() error {
 	if err := r.awaitIndex(); err != nil {
 		return err
@@ -136,6 +179,31 @@ func (r *runner) releaseHeld() error {
 		if err := r.cycleBatch(b); err != nil {
 			// The batches not handed over are dropped with the run.
 			clear(held[i+1:])
+			return err
+		}
+	}
+	if p.hold != nil {
+		// Replayed into batches of their own: p.cur, if any, holds
+		// records the source handed over after these.
+		var b *mapBatch
+		err := p.hold.replay(func(rec *Record) error {
+			if b == nil {
+				b = p.newBatch()
+			}
+			b.put(rec)
+			if b.n < len(b.items) {
+				return nil
+			}
+			full := b
+			b = nil
+			return r.cycleBatch(full)
+		})
+		if err == nil && b != nil && b.n > 0 {
+			err = r.cycleBatch(b)
+		}
+		p.hold.close()
+		p.hold = nil
+		if err != nil {
 			return err
 		}
 	}

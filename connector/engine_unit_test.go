@@ -1,6 +1,7 @@
 package connector
 
 import (
+	"slices"
 	"strings"
 	"testing"
 )
@@ -205,5 +206,60 @@ func TestTemplateHeader(t *testing.T) {
 	h := TemplateHeader()
 	if len(h) != 28 || h[0] != "Display Name" || h[1] != "Contact UUID" || h[27] != "Group ID 5" {
 		t.Errorf("header %v", h)
+	}
+}
+
+// The hold file gives back every record as it was handed over, in order,
+// whatever its names, values and sizes.
+func TestHoldFileRoundTrip(t *testing.T) {
+	long := strings.Repeat("é", 200<<10) // past the file's 256 KB buffers
+	tests := []struct {
+		name string
+		recs []Record
+	}{
+		{"empty", nil},
+		{"same names", []Record{
+			{Key: "a", Origin: "f.csv:2", Names: []string{"id", "cn"}, Values: []string{"a", "Alice"}},
+			{Key: "b", Origin: "f.csv:3", Names: []string{"id", "cn"}, Values: []string{"b", ""}},
+		}},
+		{"names change", []Record{
+			{Key: "a", Names: []string{"id", "cn"}, Values: []string{"a", "Alice"}},
+			{Key: "b", Names: []string{"id", "sn", "mail"}, Values: []string{"b", "Bob", "b@x"}},
+			{Key: "c", Names: nil, Values: nil},
+			{Key: "d", Names: []string{"id", "sn", "mail"}, Values: []string{"d", long, "d@x"}},
+			{Key: "", Origin: "", Names: []string{""}, Values: []string{""}},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h, err := newHoldFile(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer h.close()
+			for round := range 2 { // the file is empty again after a replay
+				for i := range tt.recs {
+					if err := h.add(&tt.recs[i]); err != nil {
+						t.Fatal(err)
+					}
+				}
+				var got []Record
+				if err := h.replay(func(r *Record) error {
+					got = append(got, Record{Key: r.Key, Origin: r.Origin, Names: slices.Clone(r.Names), Values: slices.Clone(r.Values)})
+					return nil
+				}); err != nil {
+					t.Fatal(err)
+				}
+				if len(got) != len(tt.recs) {
+					t.Fatalf("round %d: %d records, want %d", round, len(got), len(tt.recs))
+				}
+				for i, r := range got {
+					w := tt.recs[i]
+					if r.Key != w.Key || r.Origin != w.Origin || !slices.Equal(r.Names, w.Names) || !slices.Equal(r.Values, w.Values) {
+						t.Errorf("round %d record %d: %q %q (%d values), want %q %q (%d values)", round, i, r.Key, r.Names, len(r.Values), w.Key, w.Names, len(w.Values))
+					}
+				}
+			}
+		})
 	}
 }
