@@ -494,3 +494,41 @@ func TestRecoverRemovesStreamedFiles(t *testing.T) {
 		t.Errorf("interrupted run recorded as %+v (%v), want failed", runs, err)
 	}
 }
+
+// BenchmarkEngineCSVImport is a first import of 20,000 records into real
+// Control Hub files (max_rows 10,000) and a real state, with the files
+// streamed during the pull and without (written by Apply after it).
+func BenchmarkEngineCSVImport(b *testing.B) {
+	const n = 20_000
+	for _, stream := range []bool{false, true} {
+		b.Run(fmt.Sprintf("streamed=%v", stream), func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				db, dir := openBenchState(b)
+				job := benchJob(b, "FR", &memSource{n: n})
+				v := connector.NewValidator(dir)
+				c := &csvfile.Config{Dir: fmt.Sprintf("outbox%d", i)}
+				c.Validate(v.At("sink"))
+				if err := v.Err(); err != nil {
+					b.Fatal(err)
+				}
+				k, err := c.Open(connector.Env{Job: "bench", Store: db})
+				if err != nil {
+					b.Fatal(err)
+				}
+				job.Sink = k
+				if !stream {
+					job.Sink = &atomicSink{Sink: k}
+				}
+				eng := &connector.Engine{Store: db, SpoolDir: dir}
+				b.StartTimer()
+				res := runBench(b, eng, job, connector.RunOptions{})
+				if res.Run.Counts.Created != n || len(res.Run.Files) != 2 {
+					b.Fatalf("created %d in %d files, want %d in 2", res.Run.Counts.Created, len(res.Run.Files), n)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/record")
+		})
+	}
+}
