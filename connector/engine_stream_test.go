@@ -139,8 +139,21 @@ type streamNight struct {
 	bind     bool     // reconcile every pending contact before the run
 }
 
-// outputStreams lists the goroutines of output streams still running.
+// outputStreams lists the goroutines of output streams still running. A
+// goroutine that closed its done channel may take a moment to be gone:
+// it is looked for again for up to a second.
 func outputStreams() []string {
+	var left []string
+	for range 100 {
+		if left = streamGoroutines(); len(left) == 0 {
+			return nil
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return left
+}
+
+func streamGoroutines() []string {
 	buf := make([]byte, 1<<20)
 	buf = buf[:runtime.Stack(buf, true)]
 	var left []string
@@ -349,7 +362,7 @@ func TestStreamAbortedWithoutApply(t *testing.T) {
 		setup  func(t *testing.T, r *rig, spy *streamSpy, cancel context.CancelFunc)
 	}{
 		{
-			name: "deletion guard", status: connector.StatusBlocked,
+			name: "deletion guard", status: connector.StatusBlocked, inline: true,
 			setup: func(t *testing.T, r *rig, spy *streamSpy, _ context.CancelFunc) {
 				r.job.Source = &hookSource{Source: r.job.Source, after: 900, hook: func() error {
 					waitStreamed(t, spy, 512)
