@@ -106,6 +106,8 @@ type outFile struct {
 	f     *os.File
 	cw    *csvWriter
 	rows  int
+	// syncErr is why finish failed for a file a stream held.
+	syncErr error
 }
 
 // createFile starts writing the file that will be named final, header first.
@@ -151,10 +153,13 @@ func (o *outFile) commit() error {
 }
 
 // finish makes the file durable under its temporary name: flush, fsync,
-// mode, close. A stream finishes its full import files during the pull;
-// publish renames them once the run may emit.
+// mode, close. A stream finishes its full import files during the pull, on
+// a goroutine of its own; publish renames them once the run may emit.
 func (o *outFile) finish() error {
-	err := o.cw.flush()
+	var err error
+	if o.cw != nil { // nil: flushed by a stream, which dropped the buffer
+		err = o.cw.flush()
+	}
 	if err == nil {
 		err = o.f.Sync()
 	}

@@ -150,6 +150,10 @@ type emission struct {
 	// madeDir is the outermost folder a stream created for the outbox, to
 	// remove if the run never gets to apply.
 	madeDir string
+	// syncq hands held files to the goroutine that syncs them, which
+	// closes synced when done; nil: none started.
+	syncq  chan *outFile
+	synced chan struct{}
 }
 
 // ctxEvery is how many rows go by between two looks at the context: often
@@ -278,6 +282,7 @@ func (e *emission) commit(o **outFile) error {
 // rollback removes every file of this emission, open, held or committed,
 // so that nothing half-emitted is ever uploaded.
 func (e *emission) rollback() {
+	e.waitSynced()
 	for _, o := range append([]*outFile{e.imp, e.del, e.rej}, e.held...) {
 		if o != nil {
 			o.abort()
