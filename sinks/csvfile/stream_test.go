@@ -88,6 +88,8 @@ func TestStreamMatchesApply(t *testing.T) {
 	tests = append(tests,
 		tcase{"creates over full files", Config{MaxRows: 3}, creates(7)},
 		tcase{"creates filling their files exactly", Config{MaxRows: 3, BOM: true}, creates(6)},
+		// More full files than the queue of the goroutine that syncs them.
+		tcase{"more full files than the sync queue", Config{MaxRows: 1}, creates(20)},
 		tcase{"creates, updates, deletes, rejections", Config{MaxRows: 3}, mixed},
 	)
 	for _, tt := range tests {
@@ -173,6 +175,14 @@ func TestStreamFailures(t *testing.T) {
 	}{
 		{name: "aborted after full files", plan: creates(7), streamed: 7, abort: true, dirGone: true},
 		{name: "aborted before any create", plan: creates(7), streamed: 0, abort: true, dirGone: true},
+		{name: "aborted with more full files than the sync queue", cfg: Config{MaxRows: 1}, plan: creates(40), streamed: 40, abort: true, dirGone: true},
+		{
+			name: "a final name taken among many full files", cfg: Config{MaxRows: 1}, plan: creates(40), streamed: 40, wantErr: "file already exists",
+			setup: func(t *testing.T, dir string) {
+				writeFile(t, filepath.Join(dir, "suppliers-run000042-import-030.csv"), "not ours")
+			},
+			keep: []string{"suppliers-run000042-import-030.csv"},
+		},
 		{
 			name: "aborted in an outbox that existed", plan: creates(7), streamed: 5, abort: true,
 			setup: func(t *testing.T, dir string) { writeFile(t, filepath.Join(dir, "other.csv"), "kept") },
