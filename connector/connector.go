@@ -168,6 +168,39 @@ type AtomicSink interface {
 	AtomicApply()
 }
 
+// StreamingSink is an AtomicSink that can start writing a run's output
+// while the source is still read. The engine can only call Apply once the
+// pull is over and the deletion guard has seen the whole plan; a sink that
+// makes its output visible only inside Apply (files written under
+// temporary names and renamed at the end) can meanwhile write the creates
+// the plan starts with, so that Apply is left with the rest.
+type StreamingSink interface {
+	AtomicSink
+	// OpenStream starts the output of a run. It may refuse (the run's name
+	// makes no file name, say): the engine then calls Apply as usual, which
+	// reports the problem.
+	OpenStream(ctx context.Context, run RunInfo) (OutputStream, error)
+}
+
+// OutputStream is a run's output being written ahead of Apply. Nothing it
+// writes may become visible before Apply: a run that never gets there
+// (blocked, failed, interrupted) calls Abort, and a crashed one leaves only
+// what the sink's OutputRemover removes.
+type OutputStream interface {
+	// Create writes the next create of the plan, in plan order: the
+	// creates the plan's Changes would yield first. The *Change is reused
+	// by the caller. Calls come from one goroutine, and end before Apply
+	// or Abort.
+	Create(c *Change) error
+	// Apply emits the plan as Sink.Apply would, the streamed creates
+	// included: plan.Changes yields only the changes after them. On any
+	// failure everything the stream wrote is removed.
+	Apply(ctx context.Context, plan Plan, out Outcomes) (ApplyResult, error)
+	// Abort removes everything the stream wrote. It does nothing after
+	// Apply, which published or removed it all.
+	Abort()
+}
+
 // Adopter is implemented by sinks that can find existing Webex contacts
 // before a job's first run (the Webex API sink, through search). The engine
 // asks it for contacts matching the creates of a plan; each adopted create

@@ -167,6 +167,9 @@ type runner struct {
 	// stg stages the run's state as it goes; nil: it is committed at the
 	// end.
 	stg *staging
+	// out writes the staged creates into the sink's output during the
+	// pull; nil: Apply writes everything.
+	out *outStream
 	// indexLoaded is closed when the loader goroutine has filled index
 	// (nil: loaded before the pull, or already awaited); indexErr is why it
 	// failed. See awaitIndex.
@@ -257,6 +260,9 @@ func (r *runner) run(ctx context.Context) error {
 	if r.stg != nil {
 		// Before Run records a failure: the stage holds the writer.
 		defer r.stg.close(r.log)
+		r.openStream(ctx)
+		// Every path that does not reach Apply removes what was streamed.
+		defer r.abandonStream()
 	}
 	var cursor []byte
 	if !r.opts.Full {
@@ -336,13 +342,17 @@ func (r *runner) run(ctx context.Context) error {
 	}
 
 	r.outcomes = &outcomes{bound: map[string]string{}, failed: map[string]string{}}
-	info := RunInfo{Job: r.job.Name, RunID: r.res.Run.ID, Started: r.res.Run.StartedAt, Logger: r.log, Journal: r.e.Store}
 	if r.stg != nil {
 		if err := r.stg.finish(r); err != nil {
 			return err
 		}
 	}
-	ar, err := r.job.Sink.Apply(ctx, info, plan, r.outcomes)
+	var ar ApplyResult
+	if out := r.finishStream(); out != nil {
+		ar, err = out.Apply(ctx, &enginePlan{r: r, skipStaged: true}, r.outcomes)
+	} else {
+		ar, err = r.job.Sink.Apply(ctx, r.runInfo(), plan, r.outcomes)
+	}
 	r.res.Run.Files = ar.Files
 	if err != nil {
 		return fmt.Errorf("sink: %w", err)
@@ -441,7 +451,13 @@ func (r *runner) decide(key, origin string, c *Contact, it *mapItem) error {
 		if err := r.spoolChange(key, en, catCreate, segCreate, &r.rec); err != nil {
 			return err
 		}
-		return r.stg.create(key, c, it.src, h)
+		if err := r.stg.create(key, c, it.src, h); err != nil {
+			return err
+		}
+		if r.out != nil {
+			r.streamCreate(key, c)
+		}
+		return nil
 	case en == nil || en.status == stFailed:
 		r.rec = spoolRec{action: ActionCreate, key: key, new: *c, src: it.src}
 		return r.spoolChange(key, en, catCreate, segCreate, &r.rec)
@@ -516,6 +532,8 @@ func (r *runner) reject(key string, en *indexed, origin, reason string) error {
 func (r *runner) undo(key string, m mark) {
 	if m.staged {
 		r.stg.revert(key)
+		// The create leaves the streamed sequence.
+		r.abandonStream()
 	}
 	switch m.cat {
 	case catUnchanged:
@@ -544,6 +562,10 @@ func (r *runner) undo(key string, m mark) {
 func (r *runner) allowed(a Action) bool { return r.job.Safety.Allow[a] }
 
 func (r *runner) spoolChange(key string, en *indexed, cat uint8, seg int, rec *spoolRec) error {
+	if seg == segCreate && rec.flags&flagStaged == 0 {
+		// A create among the streamed ones that the stream does not get.
+		r.abandonStream()
+	}
 	if cat != catWait && !r.allowed(rec.action) {
 		rec.flags |= flagHeld
 		rec.reason = "held back: safety.allow does not list " + string(rec.action)
@@ -734,50 +756,4 @@ func (r *runner) collect(ctx context.Context, plan *enginePlan) error {
 		}
 	}
 	return nil
-}
-
-// outcomes collects what the sink reports.
-type outcomes struct {
-	bound  map[string]string
-	failed map[string]string
-}
-
-func (o *outcomes) Bound(key, uuid string)    { o.bound[key] = uuid }
-func (o *outcomes) Failed(key, reason string) { o.failed[key] = reason }
-
-// enginePlan is the plan as a sink reads it.
-type enginePlan struct{ r *runner }
-
-func (p *enginePlan) Counts() Counts { return p.r.counts }
-
-func (p *enginePlan) Changes(fn func(*Change) error) error {
-	var c Change
-	for _, seg := range []int{segCreate, segUpdate, segDelete} {
-		err := p.r.sp.each(seg, func(rec *spoolRec) error {
-			if rec.flags&(flagHeld|flagSilent) != 0 {
-				return nil
-			}
-			c = Change{Action: rec.action, Key: rec.key, UUID: rec.uuid, Contact: rec.new, Reason: rec.reason}
-			if rec.hasOld {
-				c.Old = rec.old
-			}
-			if a, ok := p.r.adopted[rec.key]; ok && rec.action == ActionCreate {
-				if a.contact == rec.new {
-					return nil // adopted as is: a bind, nothing to emit
-				}
-				c.Action, c.UUID, c.Old = ActionUpdate, a.uuid, a.contact
-			}
-			return fn(&c)
-		})
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (p *enginePlan) Rejected(fn func(Rejection) error) error {
-	return p.r.sp.each(segReject, func(rec *spoolRec) error {
-		return fn(Rejection{Key: rec.key, Origin: rec.uuid, Reason: rec.reason})
-	})
 }

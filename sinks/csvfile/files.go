@@ -106,6 +106,8 @@ type outFile struct {
 	f     *os.File
 	cw    *csvWriter
 	rows  int
+	// syncErr is why finish failed for a file a stream held.
+	syncErr error
 }
 
 // createFile starts writing the file that will be named final, header first.
@@ -144,7 +146,20 @@ func (o *outFile) write(rec []string) error {
 // another installation writing the same job into the same outbox, and its
 // contacts would be lost.
 func (o *outFile) commit() error {
-	err := o.cw.flush()
+	if err := o.finish(); err != nil {
+		return err
+	}
+	return o.publish()
+}
+
+// finish makes the file durable under its temporary name: flush, fsync,
+// mode, close. A stream finishes its full import files during the pull, on
+// a goroutine of its own; publish renames them once the run may emit.
+func (o *outFile) finish() error {
+	var err error
+	if o.cw != nil { // nil: flushed by a stream, which dropped the buffer
+		err = o.cw.flush()
+	}
 	if err == nil {
 		err = o.f.Sync()
 	}
@@ -154,12 +169,21 @@ func (o *outFile) commit() error {
 	if cerr := o.f.Close(); err == nil {
 		err = cerr
 	}
-	if err == nil {
-		if _, serr := os.Lstat(o.final); serr == nil {
-			err = fs.ErrExist
-		} else if !errors.Is(serr, fs.ErrNotExist) {
-			err = serr
-		}
+	if err != nil {
+		_ = os.Remove(o.f.Name())
+		return fmt.Errorf("csvfile: write %s: %w", o.final, err)
+	}
+	return nil
+}
+
+// publish renames a finished file to its final name, then fsyncs the
+// folder so that the rename itself survives a crash.
+func (o *outFile) publish() error {
+	var err error
+	if _, serr := os.Lstat(o.final); serr == nil {
+		err = fs.ErrExist
+	} else if !errors.Is(serr, fs.ErrNotExist) {
+		err = serr
 	}
 	if err == nil {
 		err = os.Rename(o.f.Name(), o.final)

@@ -46,35 +46,67 @@ var (
 // call already wrote are removed. Nothing is reported to out: creates stay
 // pending until reconcile binds their UUIDs.
 func (s *Sink) Apply(ctx context.Context, run connector.RunInfo, plan connector.Plan, _ connector.Outcomes) (connector.ApplyResult, error) {
+	e, err := s.newEmission(ctx, run)
+	if err != nil {
+		return connector.ApplyResult{}, err
+	}
+	return e.apply(ctx, plan)
+}
+
+// newEmission checks that the run's files can be named, and prepares
+// their writing.
+func (s *Sink) newEmission(ctx context.Context, run connector.RunInfo) (*emission, error) {
 	job := run.Job
 	if job == "" {
 		job = s.job
 	}
 	if job == "" || strings.ContainsAny(job, `/\`) || strings.HasPrefix(job, ".") {
-		return connector.ApplyResult{}, fmt.Errorf("csvfile: bad job name %q for a file name", job)
+		return nil, fmt.Errorf("csvfile: bad job name %q for a file name", job)
 	}
 	if run.RunID <= 0 {
-		return connector.ApplyResult{}, fmt.Errorf("csvfile: job %s: bad run id %d", job, run.RunID)
-	}
-	if plan.Counts().Updated > 0 && !s.layout.hasUUID() {
-		return connector.ApplyResult{}, fmt.Errorf("csvfile: job %s: %d updates: %w (%s)", job, plan.Counts().Updated, ErrNoUUIDColumn, s.src)
+		return nil, fmt.Errorf("csvfile: job %s: bad run id %d", job, run.RunID)
 	}
 	log := run.Logger
 	if log == nil {
 		log = s.log
 	}
-	if err := ctx.Err(); err != nil {
-		return connector.ApplyResult{}, fmt.Errorf("csvfile: job %s: %w", job, err)
+	return &emission{s: s, ctx: ctx, log: log, job: job, prefix: runPrefix(job, run.RunID), rec: make([]string, len(s.layout.header))}, nil
+}
+
+// apply writes the plan's files, after what a stream wrote if any, and
+// renames them into place; on failure it removes them all.
+func (e *emission) apply(ctx context.Context, plan connector.Plan) (connector.ApplyResult, error) {
+	e.ctx, e.streaming = ctx, false
+	err := e.check(plan)
+	if err == nil {
+		err = e.publishHeld()
 	}
-	if err := os.MkdirAll(s.dir, 0o750); err != nil {
-		return connector.ApplyResult{}, fmt.Errorf("csvfile: outbox: %w", err)
+	if err == nil {
+		err = e.run(plan)
 	}
-	e := &emission{s: s, ctx: ctx, log: log, prefix: runPrefix(job, run.RunID), rec: make([]string, len(s.layout.header))}
-	if err := e.run(plan); err != nil {
+	if err != nil {
 		e.rollback()
 		return connector.ApplyResult{}, err
 	}
 	return connector.ApplyResult{Files: e.written}, nil
+}
+
+// check makes sure that the plan can be written, before anything is
+// renamed into place.
+func (e *emission) check(plan connector.Plan) error {
+	s := e.s
+	if plan.Counts().Updated > 0 && !s.layout.hasUUID() {
+		return fmt.Errorf("csvfile: job %s: %d updates: %w (%s)", e.job, plan.Counts().Updated, ErrNoUUIDColumn, s.src)
+	}
+	if err := e.ctx.Err(); err != nil {
+		return fmt.Errorf("csvfile: job %s: %w", e.job, err)
+	}
+	if err := os.MkdirAll(s.dir, 0o750); err != nil {
+		return fmt.Errorf("csvfile: outbox: %w", err)
+	}
+	// Without a stream the outbox would exist from here on, failure or not.
+	e.madeDir = ""
+	return nil
 }
 
 // AtomicApply says that Apply writes all of the plan or nothing, and
@@ -103,6 +135,7 @@ type emission struct {
 	s       *Sink
 	ctx     context.Context
 	log     *slog.Logger
+	job     string
 	prefix  string
 	rec     []string // reused import row
 	imp     *outFile // current import file
@@ -110,6 +143,17 @@ type emission struct {
 	del     *outFile
 	rej     *outFile
 	written []string
+	// streaming: the import files that fill up are held, written and
+	// synced under their temporary names, until apply renames them.
+	streaming bool
+	held      []*outFile
+	// madeDir is the outermost folder a stream created for the outbox, to
+	// remove if the run never gets to apply.
+	madeDir string
+	// syncq hands held files to the goroutine that syncs them, which
+	// closes synced when done; nil: none started.
+	syncq  chan *outFile
+	synced chan struct{}
 }
 
 // ctxEvery is how many rows go by between two looks at the context: often
@@ -186,6 +230,9 @@ func (e *emission) importRow(c *connector.Change) error {
 		return err
 	}
 	if e.imp.rows >= e.s.maxRows {
+		if e.streaming {
+			return e.hold()
+		}
 		return e.commit(&e.imp)
 	}
 	return nil
@@ -232,14 +279,16 @@ func (e *emission) commit(o **outFile) error {
 	return nil
 }
 
-// rollback removes every file of this emission, open or committed, so that
-// nothing half-emitted is ever uploaded.
+// rollback removes every file of this emission, open, held or committed,
+// so that nothing half-emitted is ever uploaded.
 func (e *emission) rollback() {
-	for _, o := range []*outFile{e.imp, e.del, e.rej} {
+	e.waitSynced()
+	for _, o := range append([]*outFile{e.imp, e.del, e.rej}, e.held...) {
 		if o != nil {
 			o.abort()
 		}
 	}
+	e.imp, e.del, e.rej, e.held = nil, nil, nil, nil
 	for _, p := range e.written {
 		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			e.log.Error("csvfile: cannot remove a file of a failed run; delete it before uploading anything", "file", p, "err", err)
@@ -249,6 +298,7 @@ func (e *emission) rollback() {
 		_ = syncDir(e.s.dir)
 	}
 	e.written = nil
+	e.removeMadeDir()
 }
 
 // neutralise defuses a spreadsheet formula in a value of a report meant to
