@@ -104,6 +104,19 @@ func (r *runner) finalCounts() (Counts, error) {
 	if len(r.adopted) > 0 {
 		each = r.sp.each
 	}
+	// A staged create is an applied create unless the sink said otherwise
+	// or it was adopted: when every create was staged, none is read again
+	// only to be counted (0.24 s at a million).
+	if n, ok := r.sp.allStaged(segCreate); ok && len(r.adopted) == 0 && len(r.outcomes.bound) == 0 && len(r.outcomes.failed) == 0 {
+		c.Created += int(n)
+		heads := each
+		each = func(seg int, fn func(*spoolRec) error) error {
+			if seg == segCreate {
+				return nil
+			}
+			return heads(seg, fn)
+		}
+	}
 	err := r.eachRecordFrom(each, func(cr *ChangeRecord) error {
 		switch {
 		case cr.Action == ActionTouch: // counted as unchanged when planned

@@ -301,6 +301,13 @@ func (s *spool) anyUnstaged(segs ...int) bool {
 	return false
 }
 
+// allStaged returns how many records seg holds when every one of them was
+// staged during the pull and none was superseded since.
+func (s *spool) allStaged(seg int) (int32, bool) {
+	g := s.segs[seg]
+	return g.n, g.n == g.staged && len(g.superseded) == 0
+}
+
 // flush writes every segment's buffer, so that readers on several
 // goroutines may read the spool at once (none of them writes).
 func (s *spool) flush() error {
