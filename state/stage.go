@@ -33,6 +33,7 @@ type stage struct {
 	failed bool
 	done   bool
 	start  time.Time
+	wb     *writeback // flushes the WAL while the stage writes it
 }
 
 // Stage opens the write transaction of run (inserting the run row first
@@ -64,6 +65,7 @@ func (d *DB) stage(ctx context.Context, run connector.Run) (s *stage, err error)
 		return nil, err
 	}
 	s = &stage{d: d, conn: conn, tx: tx, run: run, newRun: run.ID == 0, start: time.Now()}
+	s.wb = startWriteback(d.path+"-wal", 200*time.Millisecond, writebackStep)
 	defer func() {
 		if err != nil {
 			_ = s.Rollback()
@@ -245,7 +247,15 @@ func (s *stage) Commit(ctx context.Context, c *connector.Commit) (err error) {
 		return fail(fmt.Errorf("clear journal: %w", err))
 	}
 	s.closeApplier()
-	if err = tx.Commit(); err != nil {
+	// The commit syncs the WAL, then checkpoints it into the database
+	// file and syncs that: flushing the database file meanwhile leaves
+	// less for the last sync.
+	s.wb.close()
+	s.wb = startWriteback(s.d.path, 100*time.Millisecond, 0)
+	err = tx.Commit()
+	s.wb.close()
+	s.wb = nil
+	if err != nil {
 		return fail(err)
 	}
 	s.done = true
@@ -273,6 +283,7 @@ func (s *stage) Rollback() error {
 		return nil
 	}
 	s.done = true
+	s.wb.close()
 	s.closeApplier()
 	err := s.tx.Rollback()
 	if errors.Is(err, sql.ErrTxDone) {
