@@ -281,7 +281,7 @@ func TestStagedRunFailureLeavesState(t *testing.T) {
 			st.failFrom = tt.failFrom
 			src := r.job.Source
 			if tt.cancelAfter > 0 {
-				r.job.Source = &cancellingSource{Source: src, after: tt.cancelAfter, cancel: cancel}
+				r.job.Source = &hookSource{Source: src, after: tt.cancelAfter, hook: func() error { cancel(); return nil }}
 				defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 			}
 			safety := r.job.Safety
@@ -330,30 +330,6 @@ func TestStagedRunFailureLeavesState(t *testing.T) {
 			}
 		})
 	}
-}
-
-// cancellingSource cancels the run once it handed over a number of records.
-type cancellingSource struct {
-	connector.Source
-	after  int
-	cancel context.CancelFunc
-}
-
-func (s *cancellingSource) Pull(ctx context.Context, req connector.PullRequest, emit connector.Emitter) (connector.PullResult, error) {
-	return s.Source.Pull(ctx, req, &cancellingEmitter{Emitter: emit, s: s})
-}
-
-type cancellingEmitter struct {
-	connector.Emitter
-	s *cancellingSource
-	n int
-}
-
-func (e *cancellingEmitter) Record(r *connector.Record) error {
-	if e.n++; e.n == e.s.after {
-		e.s.cancel()
-	}
-	return e.Emitter.Record(r)
 }
 
 // manyRows is a drop of keys from to to-1.

@@ -94,39 +94,42 @@ func TestStreamMatchesApply(t *testing.T) {
 	)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ref := func() (map[string]string, []string, string) {
+			// emit writes the plan into a new outbox, streaming its first n
+			// creates (n < 0: through Apply alone), and returns the files,
+			// the result's file names and the log.
+			emit := func(n int) (map[string]string, []string, string, error) {
 				var logs bytes.Buffer
 				cfg := tt.cfg
 				cfg.Dir = filepath.Join(t.TempDir(), "outbox")
 				s := openSink(t, cfg)
 				run := runInfo(42)
 				run.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{ReplaceAttr: dropTimeAndDir(cfg.Dir)}))
-				res, err := s.Apply(context.Background(), run, tt.plan, nil)
-				if err != nil {
-					t.Fatal(err)
+				var res connector.ApplyResult
+				var err error
+				if n < 0 {
+					res, err = s.Apply(context.Background(), run, tt.plan, nil)
+				} else {
+					res, err = streamApply(context.Background(), s, run, tt.plan, n)
 				}
-				return outbox(t, cfg.Dir), bases(res.Files), logs.String()
+				return outbox(t, cfg.Dir), bases(res.Files), logs.String(), err
 			}
-			wantFiles, wantRes, wantLog := ref()
+			wantFiles, wantRes, wantLog, err := emit(-1)
+			if err != nil {
+				t.Fatal(err)
+			}
 			for n := range leadingCreates(tt.plan) + 1 {
-				var logs bytes.Buffer
-				cfg := tt.cfg
-				cfg.Dir = filepath.Join(t.TempDir(), "outbox")
-				s := openSink(t, cfg)
-				run := runInfo(42)
-				run.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{ReplaceAttr: dropTimeAndDir(cfg.Dir)}))
-				res, err := streamApply(context.Background(), s, run, tt.plan, n)
+				files, res, log, err := emit(n)
 				if err != nil {
 					t.Fatalf("%d streamed: %v", n, err)
 				}
-				if got := outbox(t, cfg.Dir); !reflect.DeepEqual(got, wantFiles) {
-					t.Errorf("%d streamed: files\n%q\nwant\n%q", n, got, wantFiles)
+				if !reflect.DeepEqual(files, wantFiles) {
+					t.Errorf("%d streamed: files\n%q\nwant\n%q", n, files, wantFiles)
 				}
-				if got := bases(res.Files); !reflect.DeepEqual(got, wantRes) {
-					t.Errorf("%d streamed: ApplyResult.Files %v, want %v", n, got, wantRes)
+				if !reflect.DeepEqual(res, wantRes) {
+					t.Errorf("%d streamed: ApplyResult.Files %v, want %v", n, res, wantRes)
 				}
-				if logs.String() != wantLog {
-					t.Errorf("%d streamed: log\n%s\nwant\n%s", n, logs.String(), wantLog)
+				if log != wantLog {
+					t.Errorf("%d streamed: log\n%s\nwant\n%s", n, log, wantLog)
 				}
 			}
 		})

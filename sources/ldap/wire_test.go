@@ -305,21 +305,7 @@ func TestFramer(t *testing.T) {
 }
 
 func TestParseMessage(t *testing.T) {
-	done := func(id int64, code int, diag string) []byte {
-		pkt := ber.Encode(ber.ClassUniversal, ber.TypeConstructed, ber.TagSequence, nil, "")
-		pkt.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagInteger, id, ""))
-		op := ber.Encode(ber.ClassApplication, ber.TypeConstructed, goldap.ApplicationSearchResultDone, nil, "")
-		op.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagEnumerated, code, ""))
-		op.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, "dc=x", ""))
-		op.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, diag, ""))
-		pkt.AppendChild(op)
-		paging := goldap.NewControlPaging(500)
-		paging.SetCookie([]byte("next"))
-		cp := ber.Encode(ber.ClassContext, ber.TypeConstructed, 0, nil, "")
-		cp.AppendChild(paging.Encode())
-		pkt.AppendChild(cp)
-		return pkt.Bytes()
-	}
+	done := func(id int64, code int, diag string) []byte { return doneMessage(id, code, diag, []byte("next")) }
 	tests := []struct {
 		name    string
 		msg     []byte
