@@ -20,6 +20,7 @@
 #   WORK=dir           where data, servers and results go (default: a new /tmp dir, kept)
 #   CS_ENV="..."       environment for contactsync, e.g. CS_ENV="GOMEMLIMIT=250MiB GOGC=200"
 #   KEEP=1             keep each case's data and state files (several GB at default sizes)
+#   SETTLE=0           do not run `sync` before each timed command
 #
 # Each case alternates contactsync and its baseline within a round (the
 # order flips every round), so that a change in the machine's load hits both.
@@ -93,6 +94,11 @@ measure() {
 	mkdir -p "$WORK/logs"
 	local out="$WORK/logs/$c-$who-$round" tf
 	tf=$(mktemp)
+	# The previous command's files (a first import writes about 1 GB, an
+	# LDIF dump 350 MB at 1,000,000 entries) are still being written back;
+	# whoever fsyncs next would wait for them. Each command starts from
+	# a disk with nothing pending.
+	[[ "${SETTLE:-1}" == 0 ]] || sync
 	if ! /usr/bin/time -f '%e %M' -o "$tf" "$@" >"$out.out" 2>"$out.err"; then
 		# Exit 4 (rejected records) still counts; anything else is a failure.
 		local rc
