@@ -251,7 +251,7 @@ func (s *stage) Commit(ctx context.Context, c *connector.Commit) (err error) {
 	// file and syncs that: flushing the database file meanwhile leaves
 	// less for the last sync.
 	s.wb.close()
-	s.wb = startWriteback(s.d.path, 100*time.Millisecond, 0)
+	s.wb = startWriteback(s.d.path, 25*time.Millisecond, 0)
 	err = tx.Commit()
 	s.wb.close()
 	s.wb = nil

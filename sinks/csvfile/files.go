@@ -179,6 +179,14 @@ func (o *outFile) finish() error {
 // publish renames a finished file to its final name, then fsyncs the
 // folder so that the rename itself survives a crash.
 func (o *outFile) publish() error {
+	if err := o.rename(); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(o.final))
+}
+
+// rename gives a finished file its final name, unless a file has it.
+func (o *outFile) rename() error {
 	var err error
 	if _, serr := os.Lstat(o.final); serr == nil {
 		err = fs.ErrExist
@@ -192,7 +200,7 @@ func (o *outFile) publish() error {
 		_ = os.Remove(o.f.Name())
 		return fmt.Errorf("csvfile: write %s: %w", o.final, err)
 	}
-	return syncDir(filepath.Dir(o.final))
+	return nil
 }
 
 // abort drops the temporary file.
