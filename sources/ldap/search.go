@@ -24,14 +24,19 @@ func (p *pull) pagedLean(ctx context.Context, what, base, filter string, attrs [
 	dec := newEntryDecoder(p.key)
 	where := p.s.displayURL()
 	paging := goldap.NewControlPaging(uint32(p.s.cfg.PageSize))
-	id, err := c.search(base, filter, attrs, []goldap.Control{paging})
+	op, err := searchRequest(base, filter, attrs)
+	if err != nil {
+		return p.wireError(ctx, what, err)
+	}
+	req := op.Bytes() // the same for every page
+	id, err := c.sendEncoded(req, []goldap.Control{paging}, c.timeout)
 	if err != nil {
 		return p.wireError(ctx, what, err)
 	}
 	ra := c.startReadAhead(id, func(cookie []byte) (int64, error) {
 		next := goldap.NewControlPaging(uint32(p.s.cfg.PageSize))
 		next.SetCookie(cookie)
-		return c.search(base, filter, attrs, []goldap.Control{next})
+		return c.sendEncoded(req, []goldap.Control{next}, c.timeout)
 	})
 	for {
 		ch := ra.receive()

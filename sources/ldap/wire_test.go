@@ -377,3 +377,52 @@ func FuzzDecodeEntry(f *testing.F) {
 		}
 	})
 }
+
+// request encodes a message as asn1-ber encodes the same packet tree, for
+// every length form of the message, the ID and the cookie.
+func TestRequestMatchesBER(t *testing.T) {
+	many := make([]string, 400) // a search op longer than 255 bytes
+	for i := range many {
+		many[i] = fmt.Sprint("attribute", i)
+	}
+	tests := []struct {
+		name   string
+		id     int64
+		attrs  []string
+		cookie []byte // nil: no control
+	}{
+		{"short, no control", 1, []string{"cn"}, nil},
+		{"ID 127", 127, []string{"cn"}, []byte{}},
+		{"ID 128", 128, []string{"cn", "sn"}, []byte("c")},
+		{"ID 300000", 300000, []string{"cn"}, bytes.Repeat([]byte{0xff}, 200)},
+		{"ID past 2^31", 1<<31 + 5, many, bytes.Repeat([]byte("k"), 70000)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			op, err := searchRequest("ou=suppliers,dc=example,dc=org", "(objectClass=inetOrgPerson)", tt.attrs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var controls []goldap.Control
+			if tt.cookie != nil {
+				paging := goldap.NewControlPaging(500)
+				paging.SetCookie(tt.cookie)
+				controls = append(controls, paging)
+			}
+			pkt := ber.Encode(ber.ClassUniversal, ber.TypeConstructed, ber.TagSequence, nil, "LDAP Request")
+			pkt.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagInteger, tt.id, "MessageID"))
+			pkt.AppendChild(op)
+			if len(controls) > 0 {
+				cp := ber.Encode(ber.ClassContext, ber.TypeConstructed, 0, nil, "Controls")
+				for _, ctl := range controls {
+					cp.AppendChild(ctl.Encode())
+				}
+				pkt.AppendChild(cp)
+			}
+			want := pkt.Bytes()
+			if got := request(tt.id, op.Bytes(), controls); !bytes.Equal(got, want) {
+				t.Errorf("request = % x...\nwant      % x...", got[:min(len(got), 16)], want[:min(len(want), 16)])
+			}
+		})
+	}
+}
