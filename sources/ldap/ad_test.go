@@ -22,13 +22,7 @@ func TestActiveDirectory(t *testing.T) {
 	defer c.Close()
 	add := func(dn string, attrs map[string][]string) {
 		t.Helper()
-		req := goldap.NewAddRequest(dn, nil)
-		for k, v := range attrs {
-			req.Attribute(k, v)
-		}
-		if err := c.Add(req); err != nil {
-			t.Fatalf("add %s: %v", dn, err)
-		}
+		addEntries(t, c, testEntry{dn, attrs})
 	}
 	contact := func(cn string, more map[string][]string) map[string][]string {
 		m := map[string][]string{"objectClass": {"top", "person", "organizationalPerson", "contact"}, "cn": {cn}, "displayName": {cn}}
@@ -143,23 +137,12 @@ func TestActiveDirectory(t *testing.T) {
 
 	t.Run("lean matches go-ldap", func(t *testing.T) {
 		diff := "OU=Diff," + ad.BaseDN
-		for _, e := range []struct {
-			dn    string
-			attrs map[string][]string
-		}{
-			{diff, map[string][]string{"objectClass": {"top", "organizationalUnit"}, "ou": {"Diff"}}},
-			{"CN=Zoë Binary," + diff, contact("Zoë Binary", map[string][]string{"otherTelephone": {"+33 1 11 11 11 11", "+33 1 11 11 11 12"},
+		addEntries(t, c,
+			testEntry{diff, map[string][]string{"objectClass": {"top", "organizationalUnit"}, "ou": {"Diff"}}},
+			testEntry{"CN=Zoë Binary," + diff, contact("Zoë Binary", map[string][]string{"otherTelephone": {"+33 1 11 11 11 11", "+33 1 11 11 11 12"},
 				"thumbnailPhoto": {"\xff\xd8\xff\xe0\x00\x10JFIF"}, "info": {"Ünïcödé ñ"}, "company": {"Société Générale"}})},
-			{"CN=Plain," + diff, contact("Plain", nil)},
-		} {
-			req := goldap.NewAddRequest(e.dn, nil)
-			for k, v := range e.attrs {
-				req.Attribute(k, v)
-			}
-			if err := c.Add(req); err != nil {
-				t.Fatalf("add %s: %v", e.dn, err)
-			}
-		}
+			testEntry{"CN=Plain," + diff, contact("Plain", nil)},
+		)
 		dcfg := cfg
 		dcfg.BaseDN = diff
 		dsrc, _ := open(t, dcfg)

@@ -16,10 +16,16 @@ import (
 
 var ouSeq atomic.Int64
 
-// makeOU adds a fresh OU holding alice, bob, carol, dave and erin, plus an
-// empty sub-OU "moved", and returns its DN. A fresh OU per test keeps the
+// testEntry is an entry a test adds to the directory.
+type testEntry struct {
+	dn    string
+	attrs map[string][]string
+}
+
+// addOU adds a fresh OU under the suffix, then the entries entries(base)
+// gives, in order, and returns the OU's DN. A fresh OU per test keeps the
 // tests independent of each other and of -count.
-func makeOU(t *testing.T, s *ldaptest.Slapd) string {
+func addOU(t *testing.T, s *ldaptest.Slapd, entries func(base string) []testEntry) string {
 	t.Helper()
 	c, err := s.Conn()
 	if err != nil {
@@ -27,23 +33,38 @@ func makeOU(t *testing.T, s *ldaptest.Slapd) string {
 	}
 	defer c.Close()
 	base := fmt.Sprintf("ou=t%d,%s", ouSeq.Add(1), s.Suffix)
-	add := func(dn string, attrs map[string][]string) {
-		req := goldap.NewAddRequest(dn, nil)
-		for k, v := range attrs {
+	ou, _, _ := strings.Cut(strings.TrimPrefix(base, "ou="), ",")
+	addEntries(t, c, testEntry{base, map[string][]string{"objectClass": {"organizationalUnit"}, "ou": {ou}}})
+	addEntries(t, c, entries(base)...)
+	return base
+}
+
+// addEntries adds entries through c, in order.
+func addEntries(t *testing.T, c *goldap.Conn, entries ...testEntry) {
+	t.Helper()
+	for _, e := range entries {
+		req := goldap.NewAddRequest(e.dn, nil)
+		for k, v := range e.attrs {
 			req.Attribute(k, v)
 		}
 		if err := c.Add(req); err != nil {
-			t.Fatalf("add %s: %v", dn, err)
+			t.Fatalf("add %s: %v", e.dn, err)
 		}
 	}
-	ou, _, _ := strings.Cut(strings.TrimPrefix(base, "ou="), ",")
-	add(base, map[string][]string{"objectClass": {"organizationalUnit"}, "ou": {ou}})
-	add("ou=moved,"+base, map[string][]string{"objectClass": {"organizationalUnit"}, "ou": {"moved"}})
-	for i, n := range []string{"alice", "bob", "carol", "dave", "erin"} {
-		add("uid="+n+","+base, map[string][]string{"objectClass": {"inetOrgPerson"}, "uid": {n}, "cn": {n}, "sn": {n},
-			"telephoneNumber": {fmt.Sprintf("+33 2 00 00 00 %02d", i)}})
-	}
-	return base
+}
+
+// makeOU adds a fresh OU holding alice, bob, carol, dave and erin, plus an
+// empty sub-OU "moved", and returns its DN.
+func makeOU(t *testing.T, s *ldaptest.Slapd) string {
+	t.Helper()
+	return addOU(t, s, func(base string) []testEntry {
+		out := []testEntry{{"ou=moved," + base, map[string][]string{"objectClass": {"organizationalUnit"}, "ou": {"moved"}}}}
+		for i, n := range []string{"alice", "bob", "carol", "dave", "erin"} {
+			out = append(out, testEntry{"uid=" + n + "," + base, map[string][]string{"objectClass": {"inetOrgPerson"}, "uid": {n}, "cn": {n}, "sn": {n},
+				"telephoneNumber": {fmt.Sprintf("+33 2 00 00 00 %02d", i)}}})
+		}
+		return out
+	})
 }
 
 // change applies the directory changes a night may bring: a modify, a

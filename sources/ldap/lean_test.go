@@ -76,36 +76,17 @@ func checkSame(t *testing.T, lean, ref []string, min int) {
 // attribute list beyond the key, and a value larger than the read buffer.
 func odditiesOU(t *testing.T, s *ldaptest.Slapd) string {
 	t.Helper()
-	c, err := s.Conn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	base := fmt.Sprintf("ou=t%d,%s", ouSeq.Add(1), s.Suffix)
-	ou, _, _ := strings.Cut(strings.TrimPrefix(base, "ou="), ",")
-	entries := []struct {
-		dn    string
-		attrs map[string][]string
-	}{
-		{base, map[string][]string{"objectClass": {"organizationalUnit"}, "ou": {ou}}},
-		{"uid=bin," + base, map[string][]string{"objectClass": {"inetOrgPerson"}, "uid": {"bin"}, "cn": {"Binary"}, "sn": {"B"},
-			"jpegPhoto": {"\xff\xd8\xff\xe0\x00\x10JFIF\x00"}, "mail": {"b1@x.example", "b2@x.example"}}},
-		{"uid=élodie," + base, map[string][]string{"objectClass": {"inetOrgPerson"}, "uid": {"élodie"}, "cn": {"Élodie Crétin"}, "sn": {"Crétin"},
-			"o": {"Société Générale des Pièces"}, "telephoneNumber": {"+33 4 11 22 33 44", "+33 4 11 22 33 45", "+33 4 11 22 33 46"}}},
-		{"uid=big," + base, map[string][]string{"objectClass": {"inetOrgPerson"}, "uid": {"big"}, "cn": {"Big"}, "sn": {"B"},
-			"description": {strings.Repeat("0123456789", 10000)}}},
-		{"uid=bare," + base, map[string][]string{"objectClass": {"inetOrgPerson"}, "uid": {"bare"}, "cn": {"Bare"}, "sn": {"B"}}},
-	}
-	for _, e := range entries {
-		req := goldap.NewAddRequest(e.dn, nil)
-		for k, v := range e.attrs {
-			req.Attribute(k, v)
+	return addOU(t, s, func(base string) []testEntry {
+		return []testEntry{
+			{"uid=bin," + base, map[string][]string{"objectClass": {"inetOrgPerson"}, "uid": {"bin"}, "cn": {"Binary"}, "sn": {"B"},
+				"jpegPhoto": {"\xff\xd8\xff\xe0\x00\x10JFIF\x00"}, "mail": {"b1@x.example", "b2@x.example"}}},
+			{"uid=élodie," + base, map[string][]string{"objectClass": {"inetOrgPerson"}, "uid": {"élodie"}, "cn": {"Élodie Crétin"}, "sn": {"Crétin"},
+				"o": {"Société Générale des Pièces"}, "telephoneNumber": {"+33 4 11 22 33 44", "+33 4 11 22 33 45", "+33 4 11 22 33 46"}}},
+			{"uid=big," + base, map[string][]string{"objectClass": {"inetOrgPerson"}, "uid": {"big"}, "cn": {"Big"}, "sn": {"B"},
+				"description": {strings.Repeat("0123456789", 10000)}}},
+			{"uid=bare," + base, map[string][]string{"objectClass": {"inetOrgPerson"}, "uid": {"bare"}, "cn": {"Bare"}, "sn": {"B"}}},
 		}
-		if err := c.Add(req); err != nil {
-			t.Fatalf("add %s: %v", e.dn, err)
-		}
-	}
-	return base
+	})
 }
 
 // TestLeanMatchesGoLDAP: against slapd, the lean full pull emits exactly
