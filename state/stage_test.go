@@ -126,6 +126,23 @@ func TestStageMatchesCommit(t *testing.T) {
 	}
 }
 
+// startStage starts a run of job crm, takes a snapshot of the state and
+// opens the run's stage.
+func startStage(t *testing.T, d *DB) (int64, snapshot, connector.Stage) {
+	t.Helper()
+	ctx := context.Background()
+	id, err := d.StartRun(ctx, connector.Run{Job: "crm", Kind: "sync"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := takeSnapshot(t, d, "crm")
+	st, err := d.Stage(ctx, connector.Run{ID: id, Job: "crm", Kind: "sync"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id, before, st
+}
+
 // TestStageRollback wants a rolled-back stage to leave nothing, release
 // the writer, and refuse further use.
 func TestStageRollback(t *testing.T) {
@@ -143,15 +160,7 @@ func TestStageRollback(t *testing.T) {
 			if _, err := commitRecs(t, d, "crm", creates("old", 2)); err != nil {
 				t.Fatal(err)
 			}
-			id, err := d.StartRun(ctx, connector.Run{Job: "crm", Kind: "sync"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			before := takeSnapshot(t, d, "crm")
-			st, err := d.Stage(ctx, connector.Run{ID: id, Job: "crm", Kind: "sync"})
-			if err != nil {
-				t.Fatal(err)
-			}
+			id, before, st := startStage(t, d)
 			if tt.apply {
 				if err := st.Apply(ctx, recordsIter(creates("new", 100))); err != nil {
 					t.Fatal(err)
@@ -181,15 +190,7 @@ func TestStageRollback(t *testing.T) {
 func TestStageFailedChangeOnlyRollsBack(t *testing.T) {
 	ctx := context.Background()
 	d, _ := openTest(t)
-	id, err := d.StartRun(ctx, connector.Run{Job: "crm", Kind: "sync"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	before := takeSnapshot(t, d, "crm")
-	st, err := d.Stage(ctx, connector.Run{ID: id, Job: "crm", Kind: "sync"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	id, before, st := startStage(t, d)
 	bad := []connector.ChangeRecord{{Action: connector.ActionCreate, Key: ""}}
 	if err := st.Apply(ctx, recordsIter(append(creates("new", 3), bad...))); err == nil {
 		t.Fatal("a change without a key was staged")
@@ -197,7 +198,7 @@ func TestStageFailedChangeOnlyRollsBack(t *testing.T) {
 	if err := st.Revert(ctx, "new0"); err == nil {
 		t.Error("revert after a failed change succeeded")
 	}
-	err = st.Commit(ctx, &connector.Commit{Run: connector.Run{ID: id, Job: "crm", Kind: "sync", Status: connector.StatusOK}})
+	err := st.Commit(ctx, &connector.Commit{Run: connector.Run{ID: id, Job: "crm", Kind: "sync", Status: connector.StatusOK}})
 	if err == nil {
 		t.Fatal("a failed stage committed")
 	}
