@@ -185,7 +185,7 @@ func (r *runner) markOf(key string) (mark, bool) {
 	if en := r.index.lookup(key); en != nil {
 		return en.mark(), en.seen()
 	}
-	if m, ok := r.fresh.lookup(key); ok {
+	if m := r.fresh.lookup(key); m != nil {
 		return *m, true
 	}
 	return mark{}, false
@@ -200,7 +200,7 @@ func (r *runner) setMark(key string, en *indexed, m mark) error {
 		en.setMark(m)
 		return nil
 	}
-	return r.fresh.set(key, m)
+	return r.fresh.put(key, m)
 }
 
 // mark is what a pull decided for a key.
@@ -429,7 +429,7 @@ func (r *runner) decide(key, origin string, c *Contact, it *mapItem) error {
 	var ok bool
 	if en != nil {
 		m, ok = en.mark(), en.seen()
-	} else if p, found := r.fresh.lookup(key); found {
+	} else if p := r.fresh.lookup(key); p != nil {
 		m, ok = *p, true
 	}
 	if ok {
@@ -623,7 +623,7 @@ func (r *runner) planRest(ctx context.Context) error {
 				return err
 			}
 		}
-		en := r.index.ents.at(id)
+		en := r.index.vals.at(id)
 		if en.seen() {
 			continue
 		}

@@ -332,62 +332,43 @@ const (
 	stFailed
 )
 
-// entryIndex is the state's entries of the job, by key.
-type entryIndex struct {
+// keyed holds a value per key: the keys in a keyTable, the values in
+// slabs at the keys' ids.
+type keyed[T any] struct {
 	keys keyTable
-	ents slabs[indexed]
+	vals slabs[T]
 }
 
-func (x *entryIndex) len() int { return x.keys.len() }
+func (x *keyed[T]) len() int { return x.keys.len() }
 
-// lookup returns the entry of key, or nil.
-func (x *entryIndex) lookup(key string) *indexed {
+// lookup returns the value of key, or nil.
+func (x *keyed[T]) lookup(key string) *T {
 	if id := x.keys.lookup(key); id >= 0 {
-		return x.ents.at(id)
+		return x.vals.at(id)
 	}
 	return nil
 }
 
-// put adds or replaces the entry of key.
-func (x *entryIndex) put(key string, en indexed) error {
+// put adds or replaces the value of key.
+func (x *keyed[T]) put(key string, v T) error {
 	id, added, err := x.keys.insert(key)
 	if err != nil {
 		return err
 	}
 	if added {
-		x.ents.add(en)
+		x.vals.add(v)
 	} else {
-		*x.ents.at(id) = en
+		*x.vals.at(id) = v
 	}
 	return nil
 }
+
+// entryIndex is the state's entries of the job, by key.
+type entryIndex = keyed[indexed]
 
 // freshKeys are the keys the run decided on that the state does not hold,
 // with what it decided.
-type freshKeys struct {
-	keys  keyTable
-	marks slabs[mark]
-}
-
-func (f *freshKeys) lookup(key string) (*mark, bool) {
-	if id := f.keys.lookup(key); id >= 0 {
-		return f.marks.at(id), true
-	}
-	return nil, false
-}
-
-func (f *freshKeys) set(key string, m mark) error {
-	id, added, err := f.keys.insert(key)
-	if err != nil {
-		return err
-	}
-	if added {
-		f.marks.add(m)
-	} else {
-		*f.marks.at(id) = m
-	}
-	return nil
-}
+type freshKeys = keyed[mark]
 
 // awaitIndex waits until the index is loaded and returns the load's error.
 // Everything that reads the index, the marks or managed during a run comes

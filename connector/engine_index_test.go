@@ -164,22 +164,22 @@ func TestEntryIndexAndFreshKeys(t *testing.T) {
 		var f freshKeys
 		buf := []byte("row-1;other columns")
 		key := string(buf[:5])
-		if err := f.set(key, mark{cat: catCreate, seq: 1}); err != nil {
+		if err := f.put(key, mark{cat: catCreate, seq: 1}); err != nil {
 			t.Fatal(err)
 		}
-		if err := f.set("row-12", mark{cat: catRejected}); err != nil {
+		if err := f.put("row-12", mark{cat: catRejected}); err != nil {
 			t.Fatal(err)
 		}
-		if err := f.set("row-1", mark{cat: catUpdate, seq: 2}); err != nil {
+		if err := f.put("row-1", mark{cat: catUpdate, seq: 2}); err != nil {
 			t.Fatal(err)
 		}
-		if m, ok := f.lookup("row-1"); !ok || *m != (mark{cat: catUpdate, seq: 2}) {
-			t.Errorf("row-1: %v %v", m, ok)
+		if m := f.lookup("row-1"); m == nil || *m != (mark{cat: catUpdate, seq: 2}) {
+			t.Errorf("row-1: %v", m)
 		}
-		if m, ok := f.lookup("row-12"); !ok || m.cat != catRejected {
-			t.Errorf("row-12: %v %v", m, ok)
+		if m := f.lookup("row-12"); m == nil || m.cat != catRejected {
+			t.Errorf("row-12: %v", m)
 		}
-		if _, ok := f.lookup("row-"); ok {
+		if f.lookup("row-") != nil {
 			t.Error("a prefix of a key found")
 		}
 		if f.keys.len() != 2 {
