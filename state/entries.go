@@ -213,7 +213,7 @@ func (d *DB) Approve(ctx context.Context, job string, by string) error {
 	_, err := d.w.ExecContext(ctx, `INSERT INTO approvals (job, approved_by, approved_at) VALUES (?, ?, ?)`,
 		job, by, formatTime(d.now()))
 	if err != nil {
-		return fmt.Errorf("state: approve job %q: %w", job, err)
+		return fmt.Errorf("state: approve job %q: %w", job, describeBusy(err))
 	}
 	return nil
 }

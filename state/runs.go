@@ -57,7 +57,7 @@ func filesValue(files []string) (any, error) {
 func (d *DB) StartRun(ctx context.Context, r connector.Run) (int64, error) {
 	id, err := d.insertRun(ctx, d.w, &r, connector.StatusRunning)
 	if err != nil {
-		return 0, fmt.Errorf("state: start run of job %q: %w", r.Job, err)
+		return 0, fmt.Errorf("state: start run of job %q: %w", r.Job, describeBusy(err))
 	}
 	return id, nil
 }
@@ -146,22 +146,22 @@ func (d *DB) RecoverInterrupted(ctx context.Context, reason string) ([]connector
 		WHERE status = ? RETURNING `+runColumns,
 		connector.StatusFailed, reason, formatTime(d.now()), connector.StatusRunning)
 	if err != nil {
-		return nil, fmt.Errorf("state: recover interrupted runs: %w", err)
+		return nil, fmt.Errorf("state: recover interrupted runs: %w", describeBusy(err))
 	}
 	defer rows.Close()
 	var out []connector.Run
 	for rows.Next() {
 		r, err := scanRun(rows)
 		if err != nil {
-			return nil, fmt.Errorf("state: recover interrupted runs: %w", err)
+			return nil, fmt.Errorf("state: recover interrupted runs: %w", describeBusy(err))
 		}
 		out = append(out, r)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("state: recover interrupted runs: %w", err)
+		return nil, fmt.Errorf("state: recover interrupted runs: %w", describeBusy(err))
 	}
 	if err := rows.Close(); err != nil {
-		return nil, fmt.Errorf("state: recover interrupted runs: %w", err)
+		return nil, fmt.Errorf("state: recover interrupted runs: %w", describeBusy(err))
 	}
 	for _, r := range out {
 		d.log.Warn("state: run was interrupted; marked failed", "run", r.ID, "job", r.Job, "started_at", r.StartedAt)

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // migrations are applied in order; migrations[i] brings the schema from
@@ -127,10 +128,23 @@ func SchemaVersion() int { return len(migrations) }
 
 // migrate brings the schema up to date in one transaction, so that a
 // failed migration leaves the file as it was.
+//
+// A file already up to date is only read: the write transaction would wait
+// for whichever run holds the writer, and `contactsync history` must work
+// while a long sync is writing.
 func migrate(ctx context.Context, db *sql.DB, path string) (from int, err error) {
+	var v int
+	switch err := db.QueryRowContext(ctx, `SELECT version FROM schema_version`).Scan(&v); {
+	case err == nil && v == len(migrations):
+		return v, nil
+	case err == nil && v > len(migrations):
+		return v, newerSchema(path, v)
+	case err != nil && !errors.Is(err, sql.ErrNoRows) && !strings.Contains(err.Error(), "no such table"):
+		return 0, fmt.Errorf("state: read schema version of %s: %w", path, describeBusy(err))
+	}
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
-		return 0, fmt.Errorf("state: migrate %s: %w", path, err)
+		return 0, fmt.Errorf("state: migrate %s: %w", path, describeBusy(err))
 	}
 	defer func() {
 		if err != nil {
@@ -151,7 +165,7 @@ func migrate(ctx context.Context, db *sql.DB, path string) (from int, err error)
 		return 0, fmt.Errorf("state: migrate %s: read schema version: %w", path, err)
 	}
 	if from > len(migrations) {
-		err = fmt.Errorf("state: %s has schema version %d, newer than this contactsync knows (%d): run a newer contactsync, or restore a backup taken before the upgrade", path, from, len(migrations))
+		err = newerSchema(path, from)
 		return from, err
 	}
 	for v := from; v < len(migrations); v++ {
@@ -165,7 +179,11 @@ func migrate(ctx context.Context, db *sql.DB, path string) (from int, err error)
 		}
 	}
 	if err = tx.Commit(); err != nil {
-		return from, fmt.Errorf("state: migrate %s: commit: %w", path, err)
+		return from, fmt.Errorf("state: migrate %s: commit: %w", path, describeBusy(err))
 	}
 	return from, nil
+}
+
+func newerSchema(path string, v int) error {
+	return fmt.Errorf("state: %s has schema version %d, newer than this contactsync knows (%d): run a newer contactsync, or restore a backup taken before the upgrade", path, v, len(migrations))
 }

@@ -42,7 +42,7 @@ type stage struct {
 func (d *DB) Stage(ctx context.Context, run connector.Run) (connector.Stage, error) {
 	s, err := d.stage(ctx, run)
 	if err != nil {
-		return nil, fmt.Errorf("state: stage run %d of job %q: %w", run.ID, run.Job, err)
+		return nil, fmt.Errorf("state: stage run %d of job %q: %w", run.ID, run.Job, describeBusy(err))
 	}
 	return s, nil
 }

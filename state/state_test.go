@@ -147,6 +147,35 @@ func TestMigrations(t *testing.T) {
 		}
 	})
 
+	t.Run("opened beside a writer", func(t *testing.T) {
+		// A sync holds the writer for the whole pull: opening to read (history,
+		// show) must not wait for it, as it would fail after busyTimeout.
+		path := filepath.Join(t.TempDir(), "state.db")
+		d, err := Open(ctx, path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer d.Close()
+		conn, err := d.w.Conn(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		tx, err := conn.BeginTx(ctx, nil) // immediate: the write lock
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback()
+		reader, err := Open(ctx, path, nil)
+		if err != nil {
+			t.Fatalf("open beside a writer: %v", err)
+		}
+		defer reader.Close()
+		if _, err := reader.Runs(ctx, "", 0); err != nil {
+			t.Errorf("read beside a writer: %v", err)
+		}
+	})
+
 	t.Run("not a database", func(t *testing.T) {
 		bad := filepath.Join(t.TempDir(), "state.db")
 		if err := os.WriteFile(bad, []byte(strings.Repeat("not sqlite\n", 200)), 0o600); err != nil {
