@@ -82,7 +82,7 @@ var badCases = []badCase{
 	{file: "nul-bytes.csv", want: wantOK, rejected: 1, mention: []string{"control"}},
 	{file: "bom-in-middle.csv", want: wantOK, rejected: 1, mention: []string{"U+FEFF"}},
 	{file: "bom-twice-at-start.csv", want: wantFail, mention: []string{"bom-twice-at-start.csv line 1"}},
-	{file: "lone-cr-line-ends.csv", want: wantFail, mention: []string{"lone-cr-line-ends.csv line 1"}},
+	{file: "lone-cr-line-ends.csv", want: wantFail, mention: []string{"lone-cr-line-ends.csv line 1", "end with CR alone"}},
 	{file: "formula-payloads.csv", want: wantOK, created: 3},
 	{file: "very-long-display-name.csv", want: wantOK, created: 1}, // no length is published: kept whole
 	{file: "very-long-email.csv", want: wantOK, created: 1},

@@ -69,6 +69,9 @@ func openCSV(name string, r io.Reader, opt *readOptions) (*csvFile, error) {
 	f.names = make([]string, len(head))
 	seen := make(map[string]int, len(head))
 	f.keyIdx = -1
+	if i := crInHeader(head); i >= 0 {
+		return nil, f.errorf(line, "column %d of the header holds a carriage return: the lines seem to end with CR alone (classic Mac OS); save the file with CRLF (Windows) or LF (Unix) line endings", i+1)
+	}
 	for i, h := range head {
 		f.header[i] = strings.TrimSpace(h)
 		f.names[i] = strings.ToLower(f.header[i])
@@ -275,4 +278,21 @@ func joinLines(lines []int) string {
 		return s[0]
 	}
 	return strings.Join(s[:len(s)-1], ", ") + " and " + s[len(s)-1]
+}
+
+// crInHeader returns the first header column that holds a CR, or -1. No
+// column name does: a file whose lines end with a CR alone (as classic Mac
+// OS wrote them) reads as one header line. A header with NUL characters is
+// UTF-16 read as bytes, which the missing key column's error explains.
+func crInHeader(head []string) int {
+	cr := -1
+	for i, h := range head {
+		if strings.IndexByte(h, 0) >= 0 {
+			return -1
+		}
+		if cr < 0 && strings.IndexByte(h, '\r') >= 0 {
+			cr = i
+		}
+	}
+	return cr
 }

@@ -219,6 +219,9 @@ func oldOpenCSV(name string, r io.Reader, opt *readOptions) (*oldCSVFile, error)
 	f.names = make([]string, len(head))
 	seen := make(map[string]int, len(head))
 	f.keyIdx = -1
+	if i := crInHeader(head); i >= 0 {
+		return nil, f.errorf(line, "column %d of the header holds a carriage return: the lines seem to end with CR alone (classic Mac OS); save the file with CRLF (Windows) or LF (Unix) line endings", i+1)
+	}
 	for i, h := range head {
 		f.header[i] = strings.TrimSpace(h)
 		f.names[i] = strings.ToLower(f.header[i])

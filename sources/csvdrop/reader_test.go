@@ -103,6 +103,7 @@ func TestReadFile(t *testing.T) {
 		{file: "tab.csv"},
 		{file: "tab.csv", delimiter: "tab", golden: "tab_explicit.txt"},
 		{file: "crlf.csv"},
+		{file: "cr_only.csv"},
 		{file: "quoted.csv"},
 		{file: "dupkeys.csv"},
 		{file: "emptykey.csv"},
