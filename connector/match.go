@@ -20,10 +20,10 @@ type matcher struct {
 }
 
 type matchItem struct {
-	uuid    string
-	contact Contact
-	origin  string
-	used    bool
+	uuid   string
+	packed string // the contact, packContact: 200,000 of them are held
+	origin string
+	used   bool
 }
 
 type adoption struct {
@@ -51,7 +51,7 @@ func (m *matcher) keys(c *Contact) (phone, email string) {
 
 func (m *matcher) add(uuid, origin string, c *Contact) {
 	i := len(m.items)
-	m.items = append(m.items, matchItem{uuid: uuid, contact: *c, origin: origin})
+	m.items = append(m.items, matchItem{uuid: uuid, packed: packContact(c), origin: origin})
 	phone, email := m.keys(c)
 	for _, k := range [...]struct {
 		key string
@@ -67,6 +67,9 @@ func (m *matcher) add(uuid, origin string, c *Contact) {
 		k.idx[k.key] = i
 	}
 }
+
+// contact returns item i's contact.
+func (m *matcher) contact(i int) Contact { return unpackContact(m.items[i].packed) }
 
 // find returns the unused existing contact c matches, or -1.
 func (m *matcher) find(c *Contact) int {
@@ -147,14 +150,15 @@ func (r *runner) adopt(ctx context.Context, ad Adopter) error {
 		}
 		if i := m.find(&rec.new); i >= 0 {
 			m.items[i].used = true
-			r.adopted[rec.key] = &adoption{uuid: m.items[i].uuid, contact: m.items[i].contact}
+			existing := m.contact(i)
+			r.adopted[rec.key] = &adoption{uuid: m.items[i].uuid, contact: existing}
 			r.log.Info("adopting an existing contact", "key", rec.key, "contact_uuid", m.items[i].uuid)
 			// The plan's figures (what a dry run reports, what Plan.Counts
 			// tells the sink) count an adopted create as a bind, plus an
 			// update when the content differs.
 			r.counts.Created--
 			r.counts.Adopted++
-			if m.items[i].contact != rec.new {
+			if existing != rec.new {
 				r.counts.Updated++
 			}
 		}

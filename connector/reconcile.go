@@ -49,12 +49,20 @@ func (e *Engine) Reconcile(ctx context.Context, job *Job, rows func(fn func(Expo
 	return res, nil
 }
 
+// reconcileBind is a bind reconcile found, held until the commit: an
+// export of 200,000 contacts may all be adopted, and a ChangeRecord with
+// its contact is five times the size.
+type reconcileBind struct {
+	key, uuid, reason string
+	packed            string // packContact of the adopted contact; "" for a pending create
+}
+
 func (e *Engine) reconcile(ctx context.Context, job *Job, rows func(fn func(ExportRow) error) error, res *ReconcileResult) error {
-	index := map[string]Entry{}
+	managed := map[string]struct{}{}
 	boundUUIDs := map[string]bool{}
 	var pending []string
 	if err := e.Store.Entries(ctx, job.Name, func(en Entry) error {
-		index[en.Key] = en
+		managed[en.Key] = struct{}{}
 		switch {
 		case en.UUID != "":
 			boundUUIDs[en.UUID] = true
@@ -79,7 +87,7 @@ func (e *Engine) reconcile(ctx context.Context, job *Job, rows func(fn func(Expo
 		return fmt.Errorf("export: %w", err)
 	}
 
-	var binds []ChangeRecord
+	var binds []reconcileBind
 	// Pending creates: match what was emitted for them.
 	for start := 0; start < len(pending); start += enrichChunk {
 		end := min(start+enrichChunk, len(pending))
@@ -94,8 +102,8 @@ func (e *Engine) reconcile(ctx context.Context, job *Job, rows func(fn func(Expo
 			}
 			if i := m.find(&sc.Contact); i >= 0 {
 				m.items[i].used = true
-				binds = append(binds, ChangeRecord{Action: ActionBind, Key: key, UUID: m.items[i].uuid, Status: EntryBound, Applied: true,
-					Reason: "reconcile: pending create found in the export at " + m.items[i].origin})
+				binds = append(binds, reconcileBind{key: key, uuid: m.items[i].uuid,
+					reason: "reconcile: pending create found in the export at " + m.items[i].origin})
 				res.Bound++
 			}
 		}
@@ -106,7 +114,7 @@ func (e *Engine) reconcile(ctx context.Context, job *Job, rows func(fn func(Expo
 	var c Contact
 	seen := map[string]bool{}
 	em := &funcEmitter{record: func(rec *Record) error {
-		if _, managed := index[rec.Key]; managed || seen[rec.Key] {
+		if _, ok := managed[rec.Key]; ok || seen[rec.Key] {
 			return nil
 		}
 		seen[rec.Key] = true
@@ -115,9 +123,8 @@ func (e *Engine) reconcile(ctx context.Context, job *Job, rows func(fn func(Expo
 		}
 		if i := m.find(&c); i >= 0 {
 			m.items[i].used = true
-			adopted := m.items[i].contact
-			binds = append(binds, ChangeRecord{Action: ActionBind, Key: rec.Key, UUID: m.items[i].uuid, Status: EntryBound, New: &adopted, Applied: true,
-				Reason: "reconcile: adopted the existing contact at " + m.items[i].origin})
+			binds = append(binds, reconcileBind{key: rec.Key, uuid: m.items[i].uuid, packed: m.items[i].packed,
+				reason: "reconcile: adopted the existing contact at " + m.items[i].origin})
 			res.Adopted++
 		}
 		return nil
@@ -140,8 +147,15 @@ func (e *Engine) reconcile(ctx context.Context, job *Job, rows func(fn func(Expo
 	return e.Store.Commit(ctx, &Commit{
 		Run: res.Run,
 		Changes: func(yield func(*ChangeRecord) error) error {
-			for i := range binds {
-				if err := yield(&binds[i]); err != nil {
+			var cr ChangeRecord
+			var adopted Contact
+			for _, b := range binds {
+				cr = ChangeRecord{Action: ActionBind, Key: b.key, UUID: b.uuid, Status: EntryBound, Applied: true, Reason: b.reason}
+				if b.packed != "" {
+					adopted = unpackContact(b.packed)
+					cr.New = &adopted
+				}
+				if err := yield(&cr); err != nil {
 					return err
 				}
 			}
