@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 )
 
 // migrations are applied in order; migrations[i] brings the schema from
@@ -133,14 +132,19 @@ func SchemaVersion() int { return len(migrations) }
 // for whichever run holds the writer, and `contactsync history` must work
 // while a long sync is writing.
 func migrate(ctx context.Context, db *sql.DB, path string) (from int, err error) {
-	var v int
-	switch err := db.QueryRowContext(ctx, `SELECT version FROM schema_version`).Scan(&v); {
-	case err == nil && v == len(migrations):
-		return v, nil
-	case err == nil && v > len(migrations):
-		return v, newerSchema(path, v)
-	case err != nil && !errors.Is(err, sql.ErrNoRows) && !strings.Contains(err.Error(), "no such table"):
-		return 0, fmt.Errorf("state: read schema version of %s: %w", path, describeBusy(err))
+	var v sql.NullInt64
+	err = db.QueryRowContext(ctx, `SELECT CASE WHEN EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version')
+		THEN 0 END`).Scan(&v)
+	if err == nil && v.Valid {
+		err = db.QueryRowContext(ctx, `SELECT version FROM schema_version`).Scan(&v)
+	}
+	switch {
+	case err == nil && v.Valid && v.Int64 == int64(len(migrations)):
+		return len(migrations), nil
+	case err == nil && v.Valid && v.Int64 > int64(len(migrations)):
+		return int(v.Int64), newerSchema(path, int(v.Int64))
+	case err != nil && !errors.Is(err, sql.ErrNoRows):
+		return 0, fmt.Errorf("state: migrate %s: %w", path, describeBusy(err))
 	}
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
