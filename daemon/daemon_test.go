@@ -93,7 +93,10 @@ func TestOverlap(t *testing.T) {
 		Job{Name: "fast", Schedule: "@every 10m"})))
 	release := e.hold("slow")
 	h.advanceTo(at("00:10"))
-	h.waitRun() // fast at 00:10; slow is held
+	// Both start at 00:10 (the clock must not move before slow has), and
+	// slow is held.
+	h.waitStarted(e, "fast", "slow")
+	h.waitRun() // fast at 00:10
 	h.advanceTo(at("00:20"))
 	h.waitRun() // fast at 00:20; slow skipped, full owed
 	release()

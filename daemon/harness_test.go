@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -249,16 +250,22 @@ func (h *harness) waitRun() connector.Run {
 	return connector.Run{}
 }
 
-// waitStarted waits for the engine to be called for job.
-func (h *harness) waitStarted(e *fakeEngine, job string) {
+// waitStarted waits for the engine to be called for jobs, in any order.
+func (h *harness) waitStarted(e *fakeEngine, jobs ...string) {
 	h.t.Helper()
-	select {
-	case got := <-e.started:
-		if got != job {
-			h.t.Fatalf("engine called for %s, want %s", got, job)
+	// The runs of one tick start on goroutines of their own, in any order.
+	want := slices.Sorted(slices.Values(jobs))
+	var got []string
+	for range jobs {
+		select {
+		case job := <-e.started:
+			got = append(got, job)
+		case <-time.After(20 * time.Second):
+			h.t.Fatalf("gave up waiting for %v to start (started: %v)", jobs, got)
 		}
-	case <-time.After(20 * time.Second):
-		h.t.Fatalf("gave up waiting for %s to start", job)
+	}
+	if slices.Sort(got); !slices.Equal(got, want) {
+		h.t.Fatalf("engine called for %v, want %v", got, want)
 	}
 }
 
