@@ -1,6 +1,7 @@
 package connector
 
 import (
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -95,15 +96,10 @@ func unescape(s string, i int) (string, int, bool) {
 			if i+6 > len(s) {
 				return "", 0, false
 			}
-			r := rune(0)
-			for _, h := range s[i+2 : i+6] {
-				d, ok := hexValue(h)
-				if !ok {
-					return "", 0, false
-				}
-				r = r<<4 | d
-			}
-			if !utf8.ValidRune(r) { // a surrogate: a pair is encoding/json's to join
+			// Four hex digits; ParseUint takes no sign or underscore in base 16.
+			u, err := strconv.ParseUint(s[i+2:i+6], 16, 32)
+			r := rune(u)
+			if err != nil || !utf8.ValidRune(r) { // a surrogate: a pair is encoding/json's to join
 				return "", 0, false
 			}
 			b.WriteRune(r)
@@ -115,18 +111,6 @@ func unescape(s string, i int) (string, int, bool) {
 		i += 2
 	}
 	return "", 0, false
-}
-
-func hexValue(h rune) (rune, bool) {
-	switch {
-	case h >= '0' && h <= '9':
-		return h - '0', true
-	case h >= 'a' && h <= 'f':
-		return h - 'a' + 10, true
-	case h >= 'A' && h <= 'F':
-		return h - 'A' + 10, true
-	}
-	return 0, false
 }
 
 // skipSpace skips JSON's insignificant whitespace.
