@@ -2,6 +2,7 @@ package state
 
 import (
 	"context"
+	"database/sql"
 	"os"
 	"path/filepath"
 	"strings"
@@ -56,5 +57,48 @@ func TestStatementJournalInMemory(t *testing.T) {
 	}
 	if store != 0 {
 		t.Errorf("temp_store %d inside the run's transaction, want 0 (default)", store)
+	}
+}
+
+// TestStageCache: the writer's page cache is the stage's size while a run
+// writes, and SQLite's default again once the run commits or rolls back,
+// so that a daemon does not hold the larger cache between runs.
+func TestStageCache(t *testing.T) {
+	ctx := context.Background()
+	cacheOf := func(t *testing.T, q interface {
+		QueryRowContext(context.Context, string, ...any) *sql.Row
+	}) int {
+		t.Helper()
+		var n int
+		if err := q.QueryRowContext(ctx, `PRAGMA cache_size`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	for _, end := range []string{"commit", "rollback"} {
+		t.Run(end, func(t *testing.T) {
+			d, _ := openTest(t)
+			st, err := d.Stage(ctx, connector.Run{Job: "bench"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cacheOf(t, st.(*stage).tx); got != -stageCacheKiB {
+				t.Errorf("cache_size %d while the stage is open, want %d", got, -stageCacheKiB)
+			}
+			if err := st.Apply(ctx, recordsIter(benchRecords(100))); err != nil {
+				t.Fatal(err)
+			}
+			if end == "commit" {
+				err = st.Commit(ctx, &connector.Commit{Run: connector.Run{Job: "bench", Status: connector.StatusOK}})
+			} else {
+				err = st.Rollback()
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cacheOf(t, d.w); got != -defaultCacheKiB {
+				t.Errorf("writer's cache_size %d after the %s, want %d", got, end, -defaultCacheKiB)
+			}
+		})
 	}
 }
