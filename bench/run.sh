@@ -21,6 +21,8 @@
 #   CS_ENV="..."       environment for contactsync, e.g. CS_ENV="GOMEMLIMIT=250MiB GOGC=200"
 #   KEEP=1             keep each case's data and state files (several GB at default sizes)
 #   SETTLE=0           do not run `sync` before each timed command
+#   LDAP_UUIDS=random  give the LDAP entries entryUUIDs in no particular order
+#                      (default "server": slapadd's, ascending in load order)
 #
 # Each case alternates contactsync and its baseline within a round (the
 # order flips every round), so that a change in the machine's load hits both.
@@ -41,6 +43,9 @@ RATE=${RATE:-20}
 CHANGES=${CHANGES:-100}
 ROUNDS=${ROUNDS:-3}
 CASES=${CASES:-ldap csv api rate}
+LDAP_UUIDS=${LDAP_UUIDS:-server}
+UUID_TAG= # names the LDAP cases of a run with random UUIDs apart
+[[ "$LDAP_UUIDS" == server ]] || UUID_TAG=-$LDAP_UUIDS
 WORK=${WORK:-$(mktemp -d /tmp/contactsync-bench.XXXXXX)}
 mkdir -p "$WORK/bin"
 RESULTS=$WORK/results.tsv
@@ -166,7 +171,7 @@ EOF
 		printf 'dn: %s\nobjectClass: top\nobjectClass: dcObject\nobjectClass: organization\ndc: example\no: example\n\n' "$SUFFIX"
 		printf 'dn: ou=service,%s\nobjectClass: organizationalUnit\nou: service\n\n' "$SUFFIX"
 		printf 'dn: %s\nobjectClass: organizationalRole\nobjectClass: simpleSecurityObject\ncn: reader\nuserPassword: bench-reader-secret\n\n' "$READER"
-		"$GEN" ldif -n "$n" -suffix "$SUFFIX"
+		"$GEN" ldif -n "$n" -suffix "$SUFFIX" -uuids "$LDAP_UUIDS"
 	} >"$dir/load.ldif"
 	log "slapadd of $n entries"
 	local t0=$SECONDS
@@ -375,9 +380,9 @@ log "work folder $WORK; load: $LOAD_START"
 for group in $CASES; do
 	case $group in
 	ldap)
-		ldap_cases "$N_LDAP" "ldap-$N_LDAP" 200
+		ldap_cases "$N_LDAP" "ldap-$N_LDAP$UUID_TAG" 200
 		if ((N_LDAP_BIG > 0)); then
-			ldap_cases "$N_LDAP_BIG" "ldap-$N_LDAP_BIG" 300
+			ldap_cases "$N_LDAP_BIG" "ldap-$N_LDAP_BIG$UUID_TAG" 300
 		fi
 		;;
 	csv) csv_case ;;

@@ -2,6 +2,7 @@
 // (bench/run.sh) and does the small chores the script needs:
 //
 //	gen ldif -n 100000 -suffix dc=example,dc=org > data.ldif     # slapadd input
+//	gen ldif -n 100000 -uuids random ... > data.ldif              # entryUUIDs in no order (default: slapadd's)
 //	gen modify -n 100 -of 100000 -suffix ... -round 1 > mod.ldif   # ldapmodify input
 //	gen csv -n 1000000 > drop.csv                                  # CRM drop, Windows-1252, ';'
 //	gen export outbox/*-import-*.csv > export.csv                  # a Control Hub export of them
@@ -15,7 +16,9 @@ package main
 
 import (
 	"bufio"
+	"crypto/sha256"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -97,6 +100,18 @@ func makePerson(i, round int) person {
 	return p
 }
 
+// randomUUID is entry i's entryUUID when they are not the server's: a
+// version 4 UUID drawn from i, so that every run generates the same ones.
+// A directory built over years hands its entries over in an order that has
+// nothing to do with their UUIDs; slapadd gives a fresh load ascending
+// time-based ones, which a state keyed by entryUUID then stores in order.
+func randomUUID(i int) string {
+	b := sha256.Sum256([]byte("entry " + strconv.Itoa(i)))
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
 // ldifAttr writes one attribute, base64 when the value is not plain ASCII
 // (LDIF's SAFE-STRING).
 func ldifAttr(w *bufio.Writer, name, v string) {
@@ -113,7 +128,7 @@ func ldifAttr(w *bufio.Writer, name, v string) {
 
 func generate(kind string, args []string) error {
 	n, of, round := 1000, 0, 1
-	suffix := "dc=example,dc=org"
+	suffix, uuids := "dc=example,dc=org", "server"
 	for i := 0; i+1 < len(args); i += 2 {
 		v := args[i+1]
 		var err error
@@ -126,6 +141,11 @@ func generate(kind string, args []string) error {
 			round, err = strconv.Atoi(v)
 		case "-suffix":
 			suffix = v
+		case "-uuids":
+			if v != "server" && v != "random" {
+				err = errors.New(`want "server" or "random"`)
+			}
+			uuids = v
 		default:
 			return fmt.Errorf("unknown flag %q", args[i])
 		}
@@ -141,6 +161,9 @@ func generate(kind string, args []string) error {
 		for i := 0; i < n; i++ {
 			p := makePerson(i, 0)
 			fmt.Fprintf(w, "dn: uid=%s,ou=suppliers,%s\nobjectClass: inetOrgPerson\nuid: %s\n", p.id, suffix, p.id)
+			if uuids == "random" {
+				fmt.Fprintf(w, "entryUUID: %s\n", randomUUID(i))
+			}
 			// 11 mapped attributes.
 			for _, a := range [...][2]string{{"cn", p.commonName}, {"givenName", p.first}, {"sn", p.last},
 				{"telephoneNumber", p.phone}, {"mobile", p.mobile}, {"mail", p.mail}, {"title", p.title},
