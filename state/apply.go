@@ -44,9 +44,8 @@ type applier struct {
 	// every statement sees the entries as the changes before it left them.
 	createMany driver.Stmt
 	auditMany  driver.Stmt
-	creates    []driver.NamedValue // createColumns values per pending create
-	createSeq  []int               // change numbers of the pending creates, for errors
-	createKeys []string
+	inOrder    createQueue         // creates inserted into entries as they come
+	later      laterCreates        // creates whose keys came out of order (apply_order.go)
 	pending    []driver.NamedValue // auditColumns values per pending audit row
 
 	hashes []byte // backing store of the pending rows' hashes
@@ -139,6 +138,7 @@ func newApplier(ctx context.Context, conn driver.Conn, job string, runID int64) 
 		}
 		*p.st = st
 	}
+	a.inOrder.one, a.inOrder.many = a.create, a.createMany
 	// The ids SQLite would choose: one more than the largest.
 	last, err := pc.PrepareContext(ctx, `SELECT coalesce(max(id), 0) FROM changes`)
 	if err != nil {
@@ -164,7 +164,8 @@ func newApplier(ctx context.Context, conn driver.Conn, job string, runID int64) 
 }
 
 func (a *applier) close() {
-	for _, st := range []driver.Stmt{a.create, a.createMany, a.update, a.desired, a.bind, a.touch, a.remove, a.get, a.audit, a.auditMany, a.unCreate, a.unAudit} {
+	for _, st := range []driver.Stmt{a.create, a.createMany, a.update, a.desired, a.bind, a.touch, a.remove, a.get, a.audit, a.auditMany, a.unCreate, a.unAudit,
+		a.later.q.one, a.later.q.many, a.later.move, a.later.clear} {
 		if st != nil {
 			_ = st.Close()
 		}
@@ -291,37 +292,59 @@ func valuesOf(nv []driver.NamedValue) []driver.Value {
 // changesError is an error that already names the changes it is about.
 type changesError struct{ error }
 
-// flushCreates inserts the pending creates: full batches in one
-// statement, the remainder one by one. A batch that fails is tried again
-// row by row while the transaction is still open, so that the error names
-// the change that failed, as it did when every create was its own
-// statement.
+// createQueue holds creates until a batch is full.
+type createQueue struct {
+	vals      []driver.NamedValue // createColumns values per pending create
+	seq       []int               // change numbers of the pending creates, for errors
+	keys      []string
+	one, many driver.Stmt // insert one row, createBatch rows
+}
+
+func (q *createQueue) add(seq int, key string, vals ...driver.Value) {
+	q.vals = appendRow(q.vals, vals...)
+	q.seq = append(q.seq, seq)
+	q.keys = append(q.keys, key)
+}
+
+// flushCreates inserts every pending create, the ones waiting for key
+// order included: every statement but a create's must see them.
 func (a *applier) flushCreates() error {
-	for len(a.createSeq) > 0 {
-		n := min(len(a.createSeq), createBatch)
-		vals := a.creates[:n*createColumns]
+	if err := a.flushQueue(&a.inOrder); err != nil {
+		return err
+	}
+	return a.settleLater()
+}
+
+// flushQueue inserts the creates of q: full batches in one statement, the
+// remainder one by one. A batch that fails is tried again row by row while
+// the transaction is still open, so that the error names the change that
+// failed, as it did when every create was its own statement.
+func (a *applier) flushQueue(q *createQueue) error {
+	for len(q.seq) > 0 {
+		n := min(len(q.seq), createBatch)
+		vals := q.vals[:n*createColumns]
 		var err error
 		if n == createBatch {
-			err = a.exec(a.createMany, vals)
+			err = a.exec(q.many, vals)
 		}
 		if n < createBatch || err != nil {
 			if err != nil && a.rolledBack() {
-				return changesError{fmt.Errorf("changes %d to %d (creates): %w", a.createSeq[0], a.createSeq[n-1], err)}
+				return changesError{fmt.Errorf("changes %d to %d (creates): %w", q.seq[0], q.seq[n-1], err)}
 			}
 			for i := range n {
 				row := a.values(valuesOf(vals[i*createColumns : (i+1)*createColumns])...)
-				if err := a.exec(a.create, row); err != nil {
-					return changesError{fmt.Errorf("change %d (%s of key %q): %w", a.createSeq[i], connector.ActionCreate, a.createKeys[i], err)}
+				if err := a.exec(q.one, row); err != nil {
+					return changesError{fmt.Errorf("change %d (%s of key %q): %w", q.seq[i], connector.ActionCreate, q.keys[i], err)}
 				}
 			}
 			if err != nil {
-				return changesError{fmt.Errorf("changes %d to %d (creates): %w", a.createSeq[0], a.createSeq[n-1], err)}
+				return changesError{fmt.Errorf("changes %d to %d (creates): %w", q.seq[0], q.seq[n-1], err)}
 			}
 		}
-		clear(a.creates[:n*createColumns])
-		a.creates = append(a.creates[:0], a.creates[n*createColumns:]...)
-		a.createSeq = append(a.createSeq[:0], a.createSeq[n:]...)
-		a.createKeys = append(a.createKeys[:0], a.createKeys[n:]...)
+		clear(q.vals[:n*createColumns])
+		q.vals = append(q.vals[:0], q.vals[n*createColumns:]...)
+		q.seq = append(q.seq[:0], q.seq[n:]...)
+		q.keys = append(q.keys[:0], q.keys[n:]...)
 	}
 	return nil
 }
@@ -476,11 +499,13 @@ func (a *applier) applyCreate(seq int, rec *connector.ChangeRecord) error {
 		status = boxBound
 	}
 	ref := a.nextID()
-	a.creates = appendRow(a.creates, a.job, key, uuid, status, a.hashBytes(contactHash(rec)), ref, a.hashBytes(rec.SourceHash))
-	a.createSeq = append(a.createSeq, seq)
-	a.createKeys = append(a.createKeys, rec.Key)
-	if len(a.createSeq) >= createBatch {
-		if err := a.flushCreates(); err != nil {
+	q, err := a.queueFor(rec.Key)
+	if err != nil {
+		return err
+	}
+	q.add(seq, rec.Key, a.job, key, uuid, status, a.hashBytes(contactHash(rec)), ref, a.hashBytes(rec.SourceHash))
+	if len(q.seq) >= createBatch {
+		if err := a.flushQueue(q); err != nil {
 			return err
 		}
 	}

@@ -15,8 +15,25 @@ import (
 
 // TestCommitBatchedCreatesMixed commits more than two batches of creates
 // with every other kind of change in between, so that creates are queued,
-// flushed by the changes after them, and left as a remainder at the end.
+// flushed by the changes after them, and left as a remainder at the end;
+// once with the new keys ascending (each appended to entries at once) and
+// once out of order (held until a statement needs them, then moved in key
+// order: apply_order.go).
 func TestCommitBatchedCreatesMixed(t *testing.T) {
+	orders := []struct {
+		name  string
+		keyOf func(i int) string
+	}{
+		{"ascending", func(i int) string { return fmt.Sprintf("n%03d", i) }},
+		// 67 and 150 are coprime: every key once, in no order.
+		{"out of order", func(i int) string { return fmt.Sprintf("n%03d", i*67%150) }},
+	}
+	for _, o := range orders {
+		t.Run(o.name, func(t *testing.T) { testBatchedCreatesMixed(t, o.keyOf) })
+	}
+}
+
+func testBatchedCreatesMixed(t *testing.T, keyOf func(i int) string) {
 	ctx := context.Background()
 	d, _ := openTest(t)
 	var setup []connector.ChangeRecord
@@ -42,7 +59,7 @@ func TestCommitBatchedCreatesMixed(t *testing.T) {
 	add := func(r connector.ChangeRecord) { recs = append(recs, r) }
 	src := connector.Hash{1, 2, 3}
 	for i := range 150 {
-		key := fmt.Sprintf("n%03d", i)
+		key := keyOf(i)
 		c := mkContact(fmt.Sprint("new ", i))
 		uuid, status := "", "pending"
 		if i%3 == 0 {
@@ -63,7 +80,7 @@ func TestCommitBatchedCreatesMixed(t *testing.T) {
 			add(connector.ChangeRecord{Action: connector.ActionDelete, Key: "k1", UUID: "u1", Reason: "gone", Applied: true})
 			delete(wantEntries, "k1")
 		case 40:
-			add(connector.ChangeRecord{Action: connector.ActionTouch, Key: "n005", SourceHash: connector.Hash{9}})
+			add(connector.ChangeRecord{Action: connector.ActionTouch, Key: keyOf(5), SourceHash: connector.Hash{9}})
 		case 70: // a conflict inside a batch: the failed create of setup is replaced
 			c9 := mkContact("retried 9")
 			add(connector.ChangeRecord{Action: connector.ActionCreate, Key: "k9", UUID: "u9", New: &c9, Applied: true})
@@ -111,10 +128,10 @@ func TestCommitBatchedCreatesMixed(t *testing.T) {
 			}
 		})
 	}
-	if e := entries["n005"]; e.SourceHash != (connector.Hash{9}) {
+	if e := entries[keyOf(5)]; e.SourceHash != (connector.Hash{9}) {
 		t.Errorf("touched source hash %x", e.SourceHash)
 	}
-	if e := entries["n006"]; e.SourceHash != src {
+	if e := entries[keyOf(6)]; e.SourceHash != src {
 		t.Errorf("created source hash %x", e.SourceHash)
 	}
 	if f := got["f1"]; f == nil || f.Status != "failed" || f.DesiredContact != mkContact("failed f1") {
@@ -140,7 +157,7 @@ func TestCommitBatchedCreatesMixed(t *testing.T) {
 	}
 	for _, c := range changes {
 		switch {
-		case c.Action == connector.ActionUpdate && c.Key == "n020":
+		case c.Action == connector.ActionUpdate && c.Key == keyOf(20):
 			if c.Old == nil || *c.Old != mkContact("new 20") {
 				t.Errorf("update of a queued create: old %v", c.Old)
 			}
