@@ -26,7 +26,6 @@ type applier struct {
 	// ids from Commit, so that an entry can name the row holding its content.
 	lastID int64
 
-	create  driver.Stmt // applied create: emitted content := New
 	update  driver.Stmt // applied update: emitted content := New
 	desired driver.Stmt // not applied: desired content := New
 	bind    driver.Stmt
@@ -42,11 +41,11 @@ type applier struct {
 	// audit rows are inserted createBatch and auditBatch at a time; a
 	// change of another kind first inserts the creates before it, so that
 	// every statement sees the entries as the changes before it left them.
-	createMany driver.Stmt
-	auditMany  driver.Stmt
-	inOrder    createQueue         // creates inserted into entries as they come
-	later      laterCreates        // creates whose keys came out of order (apply_order.go)
-	pending    []driver.NamedValue // auditColumns values per pending audit row
+	// An applied create's emitted content is New.
+	auditMany driver.Stmt
+	inOrder   createQueue         // creates inserted into entries as they come
+	later     laterCreates        // creates whose keys came out of order (apply_order.go)
+	pending   []driver.NamedValue // auditColumns values per pending audit row
 
 	hashes []byte // backing store of the pending rows' hashes
 	args   []driver.NamedValue
@@ -96,8 +95,8 @@ func newApplier(ctx context.Context, conn driver.Conn, job string, runID int64) 
 		st *driver.Stmt
 		q  string
 	}{
-		{&a.create, createInsert + valuesList(createColumns, 1) + createConflict},
-		{&a.createMany, createInsert + valuesList(createColumns, createBatch) + createConflict},
+		{&a.inOrder.one, createInsert + valuesList(createColumns, 1) + createConflict},
+		{&a.inOrder.many, createInsert + valuesList(createColumns, createBatch) + createConflict},
 		// An update keeps the entry's UUID and status unless it learns a UUID.
 		{&a.update, `INSERT INTO entries (job, key, uuid, status, hash, contact_ref, source_hash) VALUES (?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (job, key) DO UPDATE SET
@@ -138,7 +137,6 @@ func newApplier(ctx context.Context, conn driver.Conn, job string, runID int64) 
 		}
 		*p.st = st
 	}
-	a.inOrder.one, a.inOrder.many = a.create, a.createMany
 	// The ids SQLite would choose: one more than the largest.
 	last, err := pc.PrepareContext(ctx, `SELECT coalesce(max(id), 0) FROM changes`)
 	if err != nil {
@@ -164,7 +162,7 @@ func newApplier(ctx context.Context, conn driver.Conn, job string, runID int64) 
 }
 
 func (a *applier) close() {
-	for _, st := range []driver.Stmt{a.create, a.createMany, a.update, a.desired, a.bind, a.touch, a.remove, a.get, a.audit, a.auditMany, a.unCreate, a.unAudit,
+	for _, st := range []driver.Stmt{a.inOrder.one, a.inOrder.many, a.update, a.desired, a.bind, a.touch, a.remove, a.get, a.audit, a.auditMany, a.unCreate, a.unAudit,
 		a.later.q.one, a.later.q.many, a.later.move, a.later.clear} {
 		if st != nil {
 			_ = st.Close()

@@ -14,7 +14,7 @@ import (
 // than the page cache, reads of pages spilled into the WAL and rewrites of
 // them. A first import of 1,000,000 entries whose keys were random UUIDs
 // (as in a directory built over years, or Active Directory's objectGUIDs)
-// took 14 s against 8 s for the same entries with ascending keys.
+// took 15 s against 7.6 s for the same entries with ascending keys.
 //
 // So a create whose key is not above every key this stage inserted in
 // order goes into a temporary table, appended, and all of them move into
@@ -23,6 +23,11 @@ import (
 // (flushCreates): at the latest when the run commits. The result is the
 // same rows as inserting each at once: rows of one key keep their order,
 // and the move has the creates' upsert.
+//
+// Keys in load order with one early key above the rest are the case this
+// serves badly: every create after it waits for the move, which then runs
+// after the pull instead of during it (1.8 s at 1,000,000, 0.13 s at
+// 100,000), as it does for keys in no order.
 type laterCreates struct {
 	q           createQueue
 	move, clear driver.Stmt
