@@ -398,9 +398,21 @@ func fakeSource(url string, timeout time.Duration) *Source {
 }
 
 // readersRunning counts the read-ahead goroutines alive.
+//
+// A reader closes its done channel from a deferred call, so the pull it
+// served may return while run's frame is still on the reader's stack for
+// a moment: the count is taken again until it is 0, for up to 5 s, and
+// what remains then is a reader that did not end.
 func readersRunning() int {
 	buf := make([]byte, 1<<20)
-	return strings.Count(string(buf[:runtime.Stack(buf, true)]), "(*readAhead).run(")
+	count := func() int { return strings.Count(string(buf[:runtime.Stack(buf, true)]), "(*readAhead).run(") }
+	deadline := time.Now().Add(5 * time.Second)
+	n := count()
+	for n != 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+		n = count()
+	}
+	return n
 }
 
 // slowRecorder is an eventRecorder that takes its time over each record.
