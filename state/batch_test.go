@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -447,5 +448,70 @@ func TestCreateUsesEngineHash(t *testing.T) {
 				t.Fatalf("entries %+v, want hash %x", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestOutOfOrderCreatesAcrossRuns: the writer connection outlives its runs
+// (a daemon), and the temporary table of creates out of key order with it.
+// A run rolled back after holding some there leaves nothing behind, and
+// the runs after it hold and move their own.
+func TestOutOfOrderCreatesAcrossRuns(t *testing.T) {
+	ctx := context.Background()
+	d, _ := openTest(t)
+	// Keys descending: every create after a run's first waits for the move.
+	run := func(prefix string, n int) []connector.ChangeRecord {
+		var recs []connector.ChangeRecord
+		for i := n - 1; i >= 0; i-- {
+			c := mkContact(fmt.Sprint(prefix, i))
+			recs = append(recs, connector.ChangeRecord{Action: connector.ActionCreate, Key: fmt.Sprintf("%s%03d", prefix, i),
+				New: &c, Applied: true})
+		}
+		return recs
+	}
+	if _, err := commitRecs(t, d, "j", run("a", 100)); err != nil {
+		t.Fatal(err)
+	}
+	id, err := d.StartRun(ctx, connector.Run{Job: "j", Kind: "sync"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := d.Stage(ctx, connector.Run{ID: id, Job: "j", Kind: "sync"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Apply(ctx, recordsIter(run("b", 100))); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := commitRecs(t, d, "j", run("c", 100)); err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	if err := d.Entries(ctx, "j", func(e connector.Entry) error {
+		keys = append(keys, e.Key)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for _, p := range []string{"a", "c"} {
+		for i := range 100 {
+			want = append(want, fmt.Sprintf("%s%03d", p, i))
+		}
+	}
+	slices.Sort(keys)
+	if !slices.Equal(keys, want) {
+		t.Errorf("%d entries after a run, a rolled back one and a run, want the %d of the committed runs", len(keys), len(want))
+	}
+	for _, c := range []struct {
+		prefix string
+		i      int
+	}{{"a", 42}, {"c", 0}, {"c", 99}} {
+		k := fmt.Sprintf("%s%03d", c.prefix, c.i)
+		if sc := stored(t, d, "j", k); sc == nil || sc.Contact != mkContact(fmt.Sprint(c.prefix, c.i)) {
+			t.Errorf("%s: %+v", k, sc)
+		}
 	}
 }
