@@ -207,9 +207,11 @@ func (s *stage) Commit(ctx context.Context, c *connector.Commit) (err error) {
 	} else if c.Run.ID != s.run.ID {
 		return fail(fmt.Errorf("the stage is of run %d, the commit of run %d", s.run.ID, c.Run.ID))
 	}
+	tApply := time.Now()
 	if err = s.apply(ctx, c.Changes, true); err != nil {
 		return fail(err)
 	}
+	applied := time.Since(tApply)
 	tx := s.tx
 	nrej, err := insertRejections(ctx, tx, c)
 	if err != nil {
@@ -253,6 +255,7 @@ func (s *stage) Commit(ctx context.Context, c *connector.Commit) (err error) {
 	// less for the last sync.
 	s.wb.close()
 	s.wb = startWriteback(s.d.path, 25*time.Millisecond, 0)
+	tCommit := time.Now()
 	err = tx.Commit()
 	s.wb.close()
 	s.wb = nil
@@ -262,7 +265,11 @@ func (s *stage) Commit(ctx context.Context, c *connector.Commit) (err error) {
 	s.done = true
 	releaseStageConn(s.conn, s.d.log)
 	s.d.log.Debug("state: run committed", "run", c.Run.ID, "job", job, "changes", s.n, "rejected", nrej,
-		"pruned_rows", pruned, "duration", time.Since(s.start))
+		"pruned_rows", pruned, "duration", time.Since(s.start),
+		// What the run waited for after its sink: the changes not staged
+		// yet (creates out of key order among them), then SQLite's commit
+		// and checkpoint.
+		"final_apply", applied, "commit", time.Since(tCommit))
 	return nil
 }
 
