@@ -179,18 +179,22 @@ func testBatchedCreatesMixed(t *testing.T, keyOf func(i int) string) {
 }
 
 // TestCommitFailureInBatch fails one create inside a full batch (a trigger
-// stands for any error of SQLite's): the error names that change, and
-// nothing of the run is stored.
+// stands for any error of SQLite's): the error names that change, or counts
+// the creates that waited for key order, and nothing of the run is stored.
 func TestCommitFailureInBatch(t *testing.T) {
 	ctx := context.Background()
 	for _, tc := range []struct {
 		name, failKey string
 		n             int
+		descending    bool // every create after the first waits for key order (apply_order.go)
 		want          string
 	}{
-		{"full batch", "c0100", 200, `change 101 (create of key "c0100"): boom`},
-		{"remainder", "c0195", 200, `change 196 (create of key "c0195"): boom`},
-		{"first change", "c0000", 70, `change 1 (create of key "c0000"): boom`},
+		{"full batch", "c0100", 200, false, `change 101 (create of key "c0100"): boom`},
+		{"remainder", "c0195", 200, false, `change 196 (create of key "c0195"): boom`},
+		{"first change", "c0000", 70, false, `change 1 (create of key "c0000"): boom`},
+		// The creates that waited go in with one statement: its error
+		// counts them, and the run stores nothing either.
+		{"out of order", "c0100", 200, true, `199 creates out of key order: boom`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d, _ := openTest(t)
@@ -204,8 +208,12 @@ func TestCommitFailureInBatch(t *testing.T) {
 			before := takeSnapshot(t, d, "j")
 			var recs []connector.ChangeRecord
 			for i := range tc.n {
-				c := mkContact(fmt.Sprint("c ", i))
-				recs = append(recs, connector.ChangeRecord{Action: connector.ActionCreate, Key: fmt.Sprintf("c%04d", i), New: &c, Applied: true})
+				k := i
+				if tc.descending {
+					k = tc.n - 1 - i
+				}
+				c := mkContact(fmt.Sprint("c ", k))
+				recs = append(recs, connector.ChangeRecord{Action: connector.ActionCreate, Key: fmt.Sprintf("c%04d", k), New: &c, Applied: true})
 			}
 			_, err := commitRecs(t, d, "j", recs)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -3,7 +3,9 @@ package state
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"os"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -30,10 +32,23 @@ func benchRecords(n int) []connector.ChangeRecord {
 }
 
 // BenchmarkCommit measures one Commit of 100,000 creates into an empty
-// state file: entries, audit rows and the run row in one transaction.
+// state file: entries, audit rows and the run row in one transaction;
+// once with the keys ascending, once in no order (they wait, then go in
+// sorted: apply_order.go).
 func BenchmarkCommit(b *testing.B) {
+	asc := benchRecords(benchContacts)
+	shuffled := slices.Clone(asc)
+	rand.New(rand.NewPCG(1, 2)).Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
+	for _, bc := range []struct {
+		name string
+		recs []connector.ChangeRecord
+	}{{"ascending", asc}, {"random", shuffled}} {
+		b.Run(bc.name, func(b *testing.B) { benchCommit(b, bc.recs) })
+	}
+}
+
+func benchCommit(b *testing.B, recs []connector.ChangeRecord) {
 	ctx := context.Background()
-	recs := benchRecords(benchContacts)
 	b.ReportAllocs()
 	var cpu time.Duration
 	var size int64 // of the state file, checkpointed
