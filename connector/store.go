@@ -185,6 +185,20 @@ type Store interface {
 	Close() error
 }
 
+// EntryLookup is a Store that reads some of a job's entries: an incremental
+// run of a few changes among a million entries looks up the keys it is
+// handed instead of reading every entry (engine_keyed.go).
+type EntryLookup interface {
+	// EntriesByKey calls fn for each of keys that the job holds.
+	EntriesByKey(ctx context.Context, job string, keys []string, fn func(Entry) error) error
+	// EntriesWaiting calls fn for each entry whose content waits to be
+	// emitted (Desired set).
+	EntriesWaiting(ctx context.Context, job string, fn func(Entry) error) error
+	// EntryCounts returns how many entries the job holds, and how many are
+	// managed contacts (every entry but a failed create).
+	EntryCounts(ctx context.Context, job string) (entries, managed int, err error)
+}
+
 // Journal records what a sink is about to do to a remote system before it
 // does it, committed at once and outside the run's transaction, so that after
 // a crash the next run can tell what may have happened.

@@ -359,8 +359,8 @@ func TestMigrateV2ToV3(t *testing.T) {
 		}
 		defer d.Close()
 		var v int
-		if err := d.r.QueryRowContext(ctx, `SELECT version FROM schema_version`).Scan(&v); err != nil || v != 3 {
-			t.Fatalf("schema version %d (%v), want 3", v, err)
+		if err := d.r.QueryRowContext(ctx, `SELECT version FROM schema_version`).Scan(&v); err != nil || v != SchemaVersion() {
+			t.Fatalf("schema version %d (%v), want %d", v, err, SchemaVersion())
 		}
 		got, err := d.Contacts(ctx, "j", []string{"a", "b"})
 		if err != nil {

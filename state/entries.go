@@ -16,12 +16,14 @@ import (
 // and of the UUID, and one blob of the key, the UUID and the hashes set. The driver allocates
 // every text or blob value it returns and boxes it: six columns cost nine
 // allocations per entry, this costs two.
-const entriesQuery = `SELECT
+const entriesColumns = `SELECT
 		CASE status WHEN 'bound' THEN 1 WHEN 'pending' THEN 2 WHEN 'failed' THEN 3 ELSE 0 END
 			| iif(hash IS NULL, 0, 4) | iif(desired_hash IS NULL, 0, 8) | iif(source_hash IS NULL, 0, 16),
 		length(CAST(key AS BLOB)), length(CAST(uuid AS BLOB)),
 		CAST(key || uuid || coalesce(hash, x'') || coalesce(desired_hash, x'') || coalesce(source_hash, x'') AS BLOB)
-	FROM entries WHERE job = ? ORDER BY key`
+	FROM entries `
+
+const entriesQuery = entriesColumns + `WHERE job = ? ORDER BY key`
 
 // Bits of entriesQuery's first column.
 const (
@@ -37,7 +39,13 @@ var entryStatuses = [...]string{1: connector.EntryBound, 2: connector.EntryPendi
 // hashes only. Rows are streamed from one read transaction (a consistent
 // snapshot); fn may use the DB, including writes.
 func (d *DB) Entries(ctx context.Context, job string, fn func(connector.Entry) error) error {
-	rows, err := d.r.QueryContext(ctx, entriesQuery, job)
+	return d.scanEntries(ctx, job, entriesQuery, []any{job}, fn)
+}
+
+// scanEntries calls fn for each entry of job that q (entriesColumns and a
+// WHERE clause) selects.
+func (d *DB) scanEntries(ctx context.Context, job, q string, args []any, fn func(connector.Entry) error) error {
+	rows, err := d.r.QueryContext(ctx, q, args...)
 	if err != nil {
 		return fmt.Errorf("state: entries of job %q: %w", job, err)
 	}
@@ -78,6 +86,44 @@ func (d *DB) Entries(ctx context.Context, job string, fn func(connector.Entry) e
 		return fmt.Errorf("state: entries of job %q: %w", job, err)
 	}
 	return nil
+}
+
+var _ connector.EntryLookup = (*DB)(nil)
+
+// EntriesByKey calls fn for each of keys that the job holds, 500 keys a
+// query, in no particular order.
+func (d *DB) EntriesByKey(ctx context.Context, job string, keys []string, fn func(connector.Entry) error) error {
+	args := make([]any, 0, contactsBatch+1)
+	for start := 0; start < len(keys); start += contactsBatch {
+		batch := keys[start:min(start+contactsBatch, len(keys))]
+		args = append(args[:0], job)
+		for _, k := range batch {
+			args = append(args, k)
+		}
+		q := entriesColumns + `WHERE job = ? AND key IN (?` + strings.Repeat(",?", len(batch)-1) + `)`
+		if err := d.scanEntries(ctx, job, q, args, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// EntriesWaiting calls fn for each entry of the job whose content waits to
+// be emitted, through the partial index entries_waiting (schema version
+// 4): as fast with a million entries as with ten.
+func (d *DB) EntriesWaiting(ctx context.Context, job string, fn func(connector.Entry) error) error {
+	return d.scanEntries(ctx, job, entriesColumns+`INDEXED BY entries_waiting WHERE job = ? AND desired_hash IS NOT NULL`, []any{job}, fn)
+}
+
+// EntryCounts returns how many entries the job holds, and how many of them
+// are managed contacts (every entry but a create that failed).
+func (d *DB) EntryCounts(ctx context.Context, job string) (entries, managed int, err error) {
+	err = d.r.QueryRowContext(ctx, `SELECT count(*), count(*) FILTER (WHERE status <> 'failed') FROM entries WHERE job = ?`, job).
+		Scan(&entries, &managed)
+	if err != nil {
+		return 0, 0, fmt.Errorf("state: entries of job %q: %w", job, err)
+	}
+	return entries, managed, nil
 }
 
 // badEntry reads an entry that entriesQuery could not split the columns by

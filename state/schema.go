@@ -119,6 +119,11 @@ ALTER TABLE entries ADD COLUMN source_hash BLOB;
 	`
 ALTER TABLE entries ADD COLUMN contact_ref INTEGER;
 `,
+	// 4: the entries whose content waits to be emitted, which an
+	// incremental run retries without reading every entry of the job.
+	`
+CREATE INDEX entries_waiting ON entries (job, key) WHERE desired_hash IS NOT NULL;
+`,
 }
 
 // SchemaVersion returns the schema version this binary writes (for
