@@ -101,6 +101,16 @@ type Source interface {
 	Pull(ctx context.Context, req PullRequest, emit Emitter) (PullResult, error)
 }
 
+// IncrementalSource is a source that can tell, before it pulls, that the
+// pull will hand over only what changed since req.Cursor. The engine then
+// looks up the keys it is handed instead of reading every entry of the job
+// first. A pull that turns out complete all the same (the server refused
+// the cursor) is still right, only slower: the engine reads every entry
+// once it knows.
+type IncrementalSource interface {
+	Incremental(req PullRequest) bool
+}
+
 // Checker is implemented by sources and sinks that can test their
 // connection without changing anything (contactsync check).
 type Checker interface {

@@ -149,6 +149,14 @@ func (s *Source) selectFiles(files []dropFile, cur *cursor, again bool) []dropFi
 	return picked
 }
 
+var _ connector.IncrementalSource = (*Source)(nil)
+
+// Incremental reports whether a pull with req hands over changes only: in
+// "changes" mode, the files that came after the cursor.
+func (s *Source) Incremental(req connector.PullRequest) bool {
+	return s.mode == ModeChanges && !req.Full && !req.Peek && req.Limit == 0 && len(req.Cursor) > 0
+}
+
 // Pull reads the new files of the folder (see the package comment).
 func (s *Source) Pull(ctx context.Context, req connector.PullRequest, emit connector.Emitter) (connector.PullResult, error) {
 	again := req.Full || req.Peek

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -432,5 +433,31 @@ func TestValidate(t *testing.T) {
 	}
 	if _, err := (&Config{Key: "k"}).Open(connector.Env{}); err == nil {
 		t.Error("Open of an invalid configuration succeeded")
+	}
+}
+
+// TestIncrementalAnnounced: only a "changes" pull after a cursor hands over
+// changes alone; a snapshot is always the whole population.
+func TestIncrementalAnnounced(t *testing.T) {
+	now := time.Now()
+	cur := []byte(`{"name":"a.csv"}`)
+	tests := []struct {
+		mode string
+		req  connector.PullRequest
+		want bool
+	}{
+		{ModeChanges, connector.PullRequest{Cursor: cur}, true},
+		{ModeChanges, connector.PullRequest{}, false},
+		{ModeChanges, connector.PullRequest{Cursor: cur, Full: true}, false},
+		{ModeChanges, connector.PullRequest{Cursor: cur, Peek: true}, false},
+		{ModeChanges, connector.PullRequest{Cursor: cur, Limit: 3}, false},
+		{ModeSnapshot, connector.PullRequest{Cursor: cur}, false},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("%s %+v", tt.mode, tt.req), func(t *testing.T) {
+			if got := openTest(t, t.TempDir(), tt.mode, &now).Incremental(tt.req); got != tt.want {
+				t.Errorf("Incremental = %v, want %v", got, tt.want)
+			}
+		})
 	}
 }

@@ -136,6 +136,10 @@ func TestIncrementalEquivalence(t *testing.T) {
 			if len(r0.records) != 5 || !res0.Complete {
 				t.Fatalf("first pull: %d records, complete=%v", len(r0.records), res0.Complete)
 			}
+			// The engine then looks up the keys of the next pull only.
+			if !src.Incremental(connector.PullRequest{Cursor: res0.Cursor, Attributes: mapped}) {
+				t.Errorf("the cursor of a full pull does not announce an incremental one: %s", res0.Cursor)
+			}
 			prev := population(nil, res0, r0)
 			keyOf := map[string]string{}
 			for k, dn := range r0.origins {
@@ -247,6 +251,41 @@ func TestFallbackToFull(t *testing.T) {
 				if res2.Complete {
 					t.Error("the pull after a fallback was not incremental")
 				}
+			}
+		})
+	}
+}
+
+// TestIncrementalAnnounced: a pull announces itself incremental only with
+// a cursor of this source's and nothing asking for everything.
+func TestIncrementalAnnounced(t *testing.T) {
+	syncrepl := []byte(`{"v":1,"mode":"syncrepl","server":"s","scope":"x","cookie":"rid=000,csn=1"}`)
+	usn := []byte(`{"v":1,"mode":"usn","server":"s","scope":"x","usn":42}`)
+	tests := []struct {
+		name string
+		off  bool
+		req  connector.PullRequest
+		want bool
+	}{
+		{"syncrepl cursor", false, connector.PullRequest{Cursor: syncrepl}, true},
+		{"usn cursor", false, connector.PullRequest{Cursor: usn}, true},
+		{"no cursor", false, connector.PullRequest{}, false},
+		{"full", false, connector.PullRequest{Cursor: syncrepl, Full: true}, false},
+		{"peek", false, connector.PullRequest{Cursor: syncrepl, Peek: true}, false},
+		{"limit", false, connector.PullRequest{Cursor: syncrepl, Limit: 5}, false},
+		{"unreadable cursor", false, connector.PullRequest{Cursor: []byte("{")}, false},
+		{"cursor of another version", false, connector.PullRequest{Cursor: []byte(`{"v":2,"mode":"usn"}`)}, false},
+		{"incremental off", true, connector.PullRequest{Cursor: syncrepl}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := Config{URL: "ldap://127.0.0.1:1", BaseDN: "dc=example,dc=org"}
+			if tt.off {
+				cfg.Incremental = "off"
+			}
+			src, _ := open(t, cfg)
+			if got := src.Incremental(tt.req); got != tt.want {
+				t.Errorf("Incremental = %v, want %v", got, tt.want)
 			}
 		})
 	}

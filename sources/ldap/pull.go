@@ -85,6 +85,20 @@ func attributes(req connector.PullRequest, key string) []string {
 	return out
 }
 
+var _ connector.IncrementalSource = (*Source)(nil)
+
+// Incremental reports whether a pull with req reads only what changed: the
+// run asks for it and the stored cursor is one of this source's. The
+// server may still refuse the cursor, or the base or filter may have
+// changed since; the pull is then a complete one.
+func (s *Source) Incremental(req connector.PullRequest) bool {
+	if s.cfg.Incremental == "off" || req.Full || req.Peek || req.Limit > 0 || len(req.Cursor) == 0 {
+		return false
+	}
+	var cur cursor
+	return json.Unmarshal(req.Cursor, &cur) == nil && cur.V == 1 && (cur.Mode == modeSyncrepl || cur.Mode == modeUSN)
+}
+
 // Pull connects, binds and streams the records into emit: a paged search of
 // everything, or the changes since req.Cursor when the server supports it.
 func (s *Source) Pull(ctx context.Context, req connector.PullRequest, emit connector.Emitter) (connector.PullResult, error) {
