@@ -175,6 +175,9 @@ type runner struct {
 	// failed. See awaitIndex.
 	indexLoaded chan struct{}
 	indexErr    error
+	// keyed: the index holds only the entries looked up so far
+	// (engine_keyed.go); nil: it holds every entry, or is loading them.
+	keyed *keyedIndex
 }
 
 // reasonGone is the reason of a delete whose record left the source.
@@ -234,7 +237,19 @@ func (r *runner) run(ctx context.Context) error {
 	}
 	defer sp.close()
 	r.sp = sp
-	if runtime.GOMAXPROCS(0) > 1 && heapHook == nil {
+	var cursor []byte
+	if !r.opts.Full {
+		if cursor, err = r.e.Store.Cursor(ctx, r.job.Name); err != nil {
+			return err
+		}
+	}
+	attrs, all := r.job.Mapping.Attributes()
+	req := PullRequest{Cursor: cursor, Full: r.opts.Full, Attributes: attrs, AllAttributes: all}
+	// Never leave while a loader still writes the runner.
+	defer r.awaitIndex()
+	switch {
+	case r.startKeyed(ctx, req):
+	case runtime.GOMAXPROCS(0) > 1 && heapHook == nil:
 		// The index loads while the source connects and hands over its
 		// first records, which the mapper holds until it is complete: at
 		// 100,000 entries the load takes about as long as the directory
@@ -244,9 +259,7 @@ func (r *runner) run(ctx context.Context) error {
 			defer close(r.indexLoaded)
 			r.indexErr = r.loadIndex(ctx)
 		}()
-		// Never leave while the loader still writes the runner.
-		defer r.awaitIndex()
-	} else {
+	default:
 		if err := r.loadIndex(ctx); err != nil {
 			return err
 		}
@@ -264,19 +277,12 @@ func (r *runner) run(ctx context.Context) error {
 		// Every path that does not reach Apply removes what was streamed.
 		defer r.abandonStream()
 	}
-	var cursor []byte
-	if !r.opts.Full {
-		if cursor, err = r.e.Store.Cursor(ctx, r.job.Name); err != nil {
-			return err
-		}
-	}
-	attrs, all := r.job.Mapping.Attributes()
 	if w := runtime.GOMAXPROCS(0); w > 1 {
 		r.mapper = newMapper(r.job.Mapping, &r.index, w)
 		r.mapper.holdDir = r.e.SpoolDir
 		defer r.mapper.stop()
 	}
-	pr, err := r.job.Source.Pull(ctx, PullRequest{Cursor: cursor, Full: r.opts.Full, Attributes: attrs, AllAttributes: all}, (*emitter)(r))
+	pr, err := r.job.Source.Pull(ctx, req, (*emitter)(r))
 	if err == nil {
 		err = r.flushMapped()
 	}
@@ -296,6 +302,9 @@ func (r *runner) run(ctx context.Context) error {
 	if pr.NoChange {
 		r.log.Info("nothing new from the source", "source", pr.Identity)
 	}
+	if err := r.finishKeyed(ctx); err != nil {
+		return err
+	}
 	if err := r.planRest(ctx); err != nil {
 		return err
 	}
@@ -307,6 +316,11 @@ func (r *runner) run(ctx context.Context) error {
 	approved, err := r.e.Store.Approved(ctx, r.job.Name)
 	if err != nil {
 		return err
+	}
+	if r.counts.Deleted > 0 {
+		if r.managed, err = r.managedCount(ctx); err != nil {
+			return err
+		}
 	}
 	if why := r.job.Safety.guard(r.counts.Deleted, r.managed, r.counts.Source, pr.Complete && !pr.NoChange); why != "" {
 		switch {
@@ -324,9 +338,15 @@ func (r *runner) run(ctx context.Context) error {
 		}
 	}
 
-	if ad, ok := r.job.Sink.(Adopter); ok && r.counts.Created > 0 && r.index.len() == 0 {
-		if err := r.adopt(ctx, ad); err != nil {
+	if ad, ok := r.job.Sink.(Adopter); ok && r.counts.Created > 0 {
+		empty, err := r.stateEmpty(ctx)
+		if err != nil {
 			return err
+		}
+		if empty {
+			if err := r.adopt(ctx, ad); err != nil {
+				return err
+			}
 		}
 	}
 	plan := &enginePlan{r: r}
@@ -368,6 +388,11 @@ func (em *emitter) Record(rec *Record) error {
 	if r.mapper == nil {
 		if err := r.awaitIndex(); err != nil {
 			return err
+		}
+		if r.keyed != nil {
+			if err := r.lookUp([]string{rec.Key}); err != nil {
+				return err
+			}
 		}
 		var it mapItem
 		it.rec = *rec
@@ -491,6 +516,11 @@ func (em *emitter) Reject(key, origin, reason string) error {
 	if err := r.flushMapped(); err != nil {
 		return err
 	}
+	if r.keyed != nil {
+		if err := r.lookUp([]string{key}); err != nil {
+			return err
+		}
+	}
 	// Every call is a rejected row worth reporting, even for a key already
 	// rejected (a source may report each row of a duplicate).
 	if m, ok := r.markOf(key); ok {
@@ -503,6 +533,11 @@ func (em *emitter) Delete(key, origin string) error {
 	r := (*runner)(em)
 	if err := r.flushMapped(); err != nil {
 		return err
+	}
+	if r.keyed != nil {
+		if err := r.lookUp([]string{key}); err != nil {
+			return err
+		}
 	}
 	if m, ok := r.markOf(key); ok {
 		if m.cat == catRejected {

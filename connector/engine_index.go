@@ -349,6 +349,15 @@ func (x *keyed[T]) lookup(key string) *T {
 	return nil
 }
 
+// putNew adds the value of key, unless key has one.
+func (x *keyed[T]) putNew(key string, v T) error {
+	_, added, err := x.keys.insert(key)
+	if err == nil && added {
+		x.vals.add(v)
+	}
+	return err
+}
+
 // put adds or replaces the value of key.
 func (x *keyed[T]) put(key string, v T) error {
 	id, added, err := x.keys.insert(key)
@@ -381,6 +390,8 @@ func (r *runner) awaitIndex() error {
 	return r.indexErr
 }
 
+// loadIndex reads every entry of the job into the index. Entries it holds
+// already (looked up by a keyed index) keep what the run decided for them.
 func (r *runner) loadIndex(ctx context.Context) error {
 	start := time.Now()
 	defer func() {
@@ -388,17 +399,9 @@ func (r *runner) loadIndex(ctx context.Context) error {
 		// source may wait for it: the timing says how much.
 		r.log.Debug("index loaded", "entries", r.index.len(), "duration", time.Since(start))
 	}()
+	r.managed = 0
 	return r.e.Store.Entries(ctx, r.job.Name, func(en Entry) error {
-		ix := indexed{Hash: en.Hash, src: en.SourceHash, desired: !en.Desired.IsZero()}
-		switch en.Status {
-		case EntryBound:
-			ix.status = stBound
-		case EntryPending:
-			ix.status = stPending
-		case EntryFailed:
-			ix.status = stFailed
-		}
-		if err := r.index.put(en.Key, ix); err != nil {
+		if err := r.index.putNew(en.Key, indexedOf(en)); err != nil {
 			return err
 		}
 		if en.Status != EntryFailed {
@@ -406,4 +409,18 @@ func (r *runner) loadIndex(ctx context.Context) error {
 		}
 		return nil
 	})
+}
+
+// indexedOf is what the index keeps of en.
+func indexedOf(en Entry) indexed {
+	ix := indexed{Hash: en.Hash, src: en.SourceHash, desired: !en.Desired.IsZero()}
+	switch en.Status {
+	case EntryBound:
+		ix.status = stBound
+	case EntryPending:
+		ix.status = stPending
+	case EntryFailed:
+		ix.status = stFailed
+	}
+	return ix
 }

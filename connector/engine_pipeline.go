@@ -118,11 +118,20 @@ func (p *mapper) submit(b *mapBatch) {
 const maxHeld = 64
 
 // cycle hands the full batch to the workers, then decides on the batch
-// before it. While the index loads, it holds the batch instead.
+// before it. While the index loads, or while it is keyed (engine_keyed.go),
+// it holds the batch instead.
 func (r *runner) cycle() error {
 	p := r.mapper
 	b := p.cur
 	p.cur = nil
+	if r.keyed != nil {
+		if len(p.held) < maxHeld {
+			p.held = append(p.held, b)
+			return nil
+		}
+		// An incremental pull this large reads every entry after all.
+		r.loadAllMeanwhile()
+	}
 	if r.indexLoaded != nil {
 		select {
 		case <-r.indexLoaded:
@@ -171,6 +180,11 @@ func (p *mapper) holdBatch(b *mapBatch) (bool, error) {
 func (r *runner) releaseHeld() error {
 	if err := r.awaitIndex(); err != nil {
 		return err
+	}
+	if r.keyed != nil {
+		if err := r.lookUpHeld(); err != nil {
+			return err
+		}
 	}
 	p := r.mapper
 	held := p.held
@@ -258,6 +272,16 @@ func (r *runner) flushMapped() error {
 		return err
 	}
 	if p.cur != nil && p.cur.n > 0 {
+		if r.keyed != nil {
+			// No worker runs: drain waited for them.
+			keys := make([]string, p.cur.n)
+			for i := range keys {
+				keys[i] = p.cur.items[i].rec.Key
+			}
+			if err := r.lookUp(keys); err != nil {
+				return err
+			}
+		}
 		p.prev, p.cur = p.cur, nil
 		p.submit(p.prev)
 		return r.drain()

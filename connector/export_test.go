@@ -9,3 +9,11 @@ func CountMapped() (count func() int64, stop func()) {
 	mappedHook = func() { n.Add(1) }
 	return n.Load, func() { mappedHook = nil }
 }
+
+// SetKeyedLimit sets how many keys an incremental run looks up before it
+// reads every entry, until the returned restore is called.
+func SetKeyedLimit(n int) (restore func()) {
+	old := keyedLimit
+	keyedLimit = n
+	return func() { keyedLimit = old }
+}
