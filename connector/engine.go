@@ -280,6 +280,7 @@ func (r *runner) run(ctx context.Context) error {
 	if w := runtime.GOMAXPROCS(0); w > 1 {
 		r.mapper = newMapper(r.job.Mapping, &r.index, w)
 		r.mapper.holdDir = r.e.SpoolDir
+		r.mapper.encode = r.stg != nil && r.allowed(ActionCreate)
 		defer r.mapper.stop()
 	}
 	pr, err := r.job.Source.Pull(ctx, req, (*emitter)(r))
@@ -396,7 +397,7 @@ func (em *emitter) Record(rec *Record) error {
 		}
 		var it mapItem
 		it.rec = *rec
-		mapOne(r.job.Mapping, &r.index, &it, &r.contact)
+		mapOne(r.job.Mapping, &r.index, &it, &r.contact, false)
 		return r.decide(rec.Key, rec.Origin, &r.contact, &it)
 	}
 	if !r.mapper.add(rec) {
@@ -425,10 +426,13 @@ var heapHook func(stage string)
 var mappedHook func()
 
 // mapOne maps and hashes one record, unless its source hash says that it is
-// unchanged. It runs on the mapping workers.
-func mapOne(m *Mapping, index *entryIndex, it *mapItem, c *Contact) {
+// unchanged. It runs on the mapping workers. With encode, the contact of a
+// key the state does not hold is also encoded for the state, where a staged
+// create stores it.
+func mapOne(m *Mapping, index *entryIndex, it *mapItem, c *Contact, encode bool) {
 	it.src = m.SourceHash(&it.rec)
 	it.en = index.lookup(it.rec.Key)
+	it.json = nil
 	if it.en.unchangedSource(it.src) {
 		it.skip, it.err, it.hash = true, nil, Hash{}
 		return
@@ -440,6 +444,9 @@ func mapOne(m *Mapping, index *entryIndex, it *mapItem, c *Contact) {
 	it.err = m.Apply(&it.rec, c)
 	if it.err == nil {
 		it.hash = c.Hash()
+		if it.en == nil && encode {
+			it.json = c.Marshal()
+		}
 	}
 }
 
@@ -476,7 +483,7 @@ func (r *runner) decide(key, origin string, c *Contact, it *mapItem) error {
 		if err := r.spoolChange(key, en, catCreate, segCreate, &r.rec); err != nil {
 			return err
 		}
-		if err := r.stg.create(key, c, it.src, h); err != nil {
+		if err := r.stg.create(key, c, it.src, h, it.json); err != nil {
 			return err
 		}
 		if r.out != nil {

@@ -12,8 +12,11 @@ const mapBatchSize = 256
 // them one by one in the source's order. Two batches are in flight: the one
 // the source fills and the one the workers map.
 type mapper struct {
-	m         *Mapping
-	index     *entryIndex // read only while the workers run
+	m     *Mapping
+	index *entryIndex // read only while the workers run
+	// encode: the run stages its creates, and the workers encode the
+	// contacts of fresh keys for it.
+	encode    bool
 	work      chan mapPart
 	workers   int
 	cur, prev *mapBatch
@@ -33,6 +36,7 @@ type mapItem struct {
 	contact Contact
 	hash    Hash
 	src     Hash     // the record's source hash
+	json    []byte   // contact.Marshal(), for a create to stage; nil if not
 	en      *indexed // the key's stored entry, nil if none
 	skip    bool     // unchanged by its source hash: not mapped
 	err     error
@@ -58,7 +62,7 @@ func newMapper(m *Mapping, index *entryIndex, workers int) *mapper {
 			for part := range p.work {
 				for i := part.lo; i < part.hi; i++ {
 					it := &part.b.items[i]
-					mapOne(p.m, p.index, it, &it.contact)
+					mapOne(p.m, p.index, it, &it.contact, p.encode)
 				}
 				part.b.wg.Done()
 			}

@@ -55,7 +55,8 @@ type stageOp struct {
 	key    string
 	c      Contact
 	src    Hash
-	hash   Hash // c.Hash(), from the mapping
+	hash   Hash   // c.Hash(), from the mapping
+	json   []byte // c.Marshal(), from the mapping
 }
 
 // errStagingStopped ends a staging goroutine that the run no longer needs.
@@ -147,7 +148,7 @@ func (s *staging) apply(ctx context.Context, b *stageBatch) error {
 			for k := range ops {
 				op := &ops[k]
 				// As translate makes an applied create with no outcome.
-				s.cr = ChangeRecord{Action: ActionCreate, Key: op.key, New: &op.c, Status: EntryPending, Applied: true, SourceHash: op.src, NewHash: op.hash}
+				s.cr = ChangeRecord{Action: ActionCreate, Key: op.key, New: &op.c, Status: EntryPending, Applied: true, SourceHash: op.src, NewHash: op.hash, NewJSON: op.json}
 				if err := yield(&s.cr); err != nil {
 					return err
 				}
@@ -191,8 +192,9 @@ func (s *staging) send() {
 	s.cur = nil
 }
 
-// create stages the applied create of a fresh key.
-func (s *staging) create(key string, c *Contact, src, hash Hash) error {
+// create stages the applied create of a fresh key; json is c.Marshal(), or
+// nil.
+func (s *staging) create(key string, c *Contact, src, hash Hash, json []byte) error {
 	if !s.started {
 		if err := s.start(); err != nil {
 			return err
@@ -201,7 +203,7 @@ func (s *staging) create(key string, c *Contact, src, hash Hash) error {
 	if s.bad.Load() {
 		return s.failure()
 	}
-	*s.op() = stageOp{key: key, c: *c, src: src, hash: hash}
+	*s.op() = stageOp{key: key, c: *c, src: src, hash: hash, json: json}
 	s.added()
 	return nil
 }

@@ -116,6 +116,11 @@ type ChangeRecord struct {
 	// staged during the pull: the mapping hashed the contact); zero: the
 	// store computes it. It spares a SHA-256 a create in a first import.
 	NewHash Hash
+	// NewJSON is New.Marshal() when the engine already has it (a create
+	// staged during the pull: a mapping worker encoded it), never written
+	// again; nil: the store encodes New. It takes the encoding off the
+	// goroutine that writes the state, the slowest of a first import.
+	NewJSON []byte
 }
 
 // Rejection is a source record that could not become a contact.

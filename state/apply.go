@@ -507,7 +507,14 @@ func (a *applier) applyCreate(seq int, rec *connector.ChangeRecord) error {
 			return err
 		}
 	}
-	return a.queueAudit(ref, boxCreate, key, uuid, status, true, rec.Reason, contactText(rec.Old), contactText(rec.New))
+	var newJSON driver.Value
+	if rec.NewJSON != nil {
+		// The engine's encoding, never written again, as Marshal's is.
+		newJSON = unsafe.String(unsafe.SliceData(rec.NewJSON), len(rec.NewJSON))
+	} else {
+		newJSON = contactText(rec.New)
+	}
+	return a.queueAudit(ref, boxCreate, key, uuid, status, true, rec.Reason, contactText(rec.Old), newJSON)
 }
 
 // stored returns an entry's last emitted content, so that the audit shows
