@@ -93,19 +93,9 @@ var _ connector.EntryLookup = (*DB)(nil)
 // EntriesByKey calls fn for each of keys that the job holds, 500 keys a
 // query, in no particular order.
 func (d *DB) EntriesByKey(ctx context.Context, job string, keys []string, fn func(connector.Entry) error) error {
-	args := make([]any, 0, contactsBatch+1)
-	for start := 0; start < len(keys); start += contactsBatch {
-		batch := keys[start:min(start+contactsBatch, len(keys))]
-		args = append(args[:0], job)
-		for _, k := range batch {
-			args = append(args, k)
-		}
-		q := entriesColumns + `WHERE job = ? AND key IN (?` + strings.Repeat(",?", len(batch)-1) + `)`
-		if err := d.scanEntries(ctx, job, q, args, fn); err != nil {
-			return err
-		}
-	}
-	return nil
+	return byKeys(job, keys, func(where string, args []any) error {
+		return d.scanEntries(ctx, job, entriesColumns+where, args, fn)
+	})
 }
 
 // EntriesWaiting calls fn for each entry of the job whose content waits to
@@ -179,6 +169,18 @@ const contactsBatch = 500
 // not manage are left out of the result.
 func (d *DB) Contacts(ctx context.Context, job string, keys []string) (map[string]*connector.StoredContact, error) {
 	out := make(map[string]*connector.StoredContact, len(keys))
+	err := byKeys(job, keys, func(where string, args []any) error {
+		return d.loadContacts(ctx, job, `SELECT key, uuid, status, hash, desired_hash, source_hash, `+storedContact+`, desired FROM entries `+where, args, out)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// byKeys calls query with a WHERE clause that selects up to contactsBatch
+// of the job's keys and its arguments, until every key was asked for.
+func byKeys(job string, keys []string, query func(where string, args []any) error) error {
 	args := make([]any, 0, contactsBatch+1)
 	for start := 0; start < len(keys); start += contactsBatch {
 		batch := keys[start:min(start+contactsBatch, len(keys))]
@@ -186,13 +188,11 @@ func (d *DB) Contacts(ctx context.Context, job string, keys []string) (map[strin
 		for _, k := range batch {
 			args = append(args, k)
 		}
-		q := `SELECT key, uuid, status, hash, desired_hash, source_hash, ` + storedContact + `, desired FROM entries
-			WHERE job = ? AND key IN (?` + strings.Repeat(",?", len(batch)-1) + `)`
-		if err := d.loadContacts(ctx, job, q, args, out); err != nil {
-			return nil, err
+		if err := query(`WHERE job = ? AND key IN (?`+strings.Repeat(",?", len(batch)-1)+`)`, args); err != nil {
+			return err
 		}
 	}
-	return out, nil
+	return nil
 }
 
 func (d *DB) loadContacts(ctx context.Context, job, q string, args []any, out map[string]*connector.StoredContact) error {
