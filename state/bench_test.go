@@ -119,3 +119,31 @@ func BenchmarkEntries(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*benchContacts), "ns/entry")
 	b.ReportMetric(float64((cpuTime()-c0).Nanoseconds())/float64(b.N*benchContacts), "cpu-ns/entry")
 }
+
+// BenchmarkEntriesByKey measures the look-up of 500 keys spread over a
+// job's 100,000 entries, what an incremental run does for each 500 records:
+// against BenchmarkEntries, it says when reading every entry is cheaper.
+func BenchmarkEntriesByKey(b *testing.B) {
+	ctx := context.Background()
+	d, _ := openTest(b)
+	recs := benchRecords(benchContacts)
+	if _, err := commitRecs(b, d, "bench", recs); err != nil {
+		b.Fatal(err)
+	}
+	keys := make([]string, 500)
+	for i := range keys {
+		keys[i] = recs[i*(benchContacts/len(keys))+7].Key
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		n := 0
+		if err := d.EntriesByKey(ctx, "bench", keys, func(connector.Entry) error { n++; return nil }); err != nil {
+			b.Fatal(err)
+		}
+		if n != len(keys) {
+			b.Fatalf("%d entries", n)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(keys)), "ns/key")
+}
