@@ -3,6 +3,7 @@ package connector_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"reflect"
 	"runtime"
@@ -284,5 +285,50 @@ func TestKeyedIndexAdoption(t *testing.T) {
 				t.Errorf("adopted %d, want %d", counts[0].Adopted, wantAdopted)
 			}
 		})
+	}
+}
+
+// TestNoNewDropReadsNoEntries: a snapshot run with no new drop reads none
+// of the job's entries, and still emits the change that waited for its
+// UUID, as a run over the whole index does.
+func TestNoNewDropReadsNoEntries(t *testing.T) {
+	var files [2][]string
+	for i, keyed := range []bool{false, true} {
+		r := newRig(t, "snapshot", 0)
+		r.drop("id,name,phone\n1,One,0123456789\n2,Two,0123456780\n")
+		r.sync()
+		r.drop("id,name,phone\n1,One renamed,0123456789\n2,Two,0123456780\n")
+		if c := r.sync().Run.Counts; c.Waiting != 1 {
+			t.Fatalf("counts %+v, want the change waiting", c)
+		}
+		var c connector.Contact
+		c[connector.DisplayName], c[connector.Phone1], c[connector.Phone1Type] = "One", "+33123456789", "work"
+		if _, err := r.eng.Reconcile(context.Background(), r.job, func(fn func(connector.ExportRow) error) error {
+			return fn(connector.ExportRow{UUID: "11111111-2222-3333-4444-555555555555", Contact: c, Origin: "export.csv:2"})
+		}); err != nil {
+			t.Fatal(err)
+		}
+		cs := &countingStore{DB: r.db}
+		r.eng.Store = wholeStore{cs}
+		if keyed {
+			r.eng.Store = cs
+		}
+		res := r.sync()
+		if c := res.Run.Counts; c.Updated != 1 || c.Created+c.Deleted+c.Waiting != 0 {
+			t.Errorf("keyed %v: counts %+v, want the waiting update alone", keyed, c)
+		}
+		if keyed && cs.whole != 0 {
+			t.Errorf("a run with no new drop read %d entries", cs.whole)
+		}
+		for _, f := range res.Run.Files {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			files[i] = append(files[i], filepath.Base(f)+"\n"+string(b))
+		}
+	}
+	if !reflect.DeepEqual(files[1], files[0]) {
+		t.Errorf("keyed run wrote\n%q\nwhole run wrote\n%q", files[1], files[0])
 	}
 }

@@ -152,9 +152,31 @@ func (s *Source) selectFiles(files []dropFile, cur *cursor, again bool) []dropFi
 var _ connector.IncrementalSource = (*Source)(nil)
 
 // Incremental reports whether a pull with req hands over changes only: in
-// "changes" mode, the files that came after the cursor.
+// "changes" mode, the files that came after the cursor; in "snapshot" mode,
+// nothing, when no new file has come (the run then reads nothing of the
+// state but the changes that wait). A file dropped between this and the
+// pull makes the pull complete, which the engine copes with.
 func (s *Source) Incremental(req connector.PullRequest) bool {
-	return s.mode == ModeChanges && !req.Full && !req.Peek && req.Limit == 0 && len(req.Cursor) > 0
+	if req.Full || req.Peek || req.Limit != 0 || len(req.Cursor) == 0 {
+		return false
+	}
+	if s.mode == ModeChanges {
+		return true
+	}
+	cur, err := parseCursor(req.Cursor)
+	if err != nil {
+		return false // the pull says why
+	}
+	files, err := s.list()
+	if err != nil {
+		return false
+	}
+	for i := range files {
+		if !files[i].growing && files[i].after(cur) {
+			return false
+		}
+	}
+	return true
 }
 
 // Pull reads the new files of the folder (see the package comment).

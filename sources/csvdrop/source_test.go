@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -436,28 +435,48 @@ func TestValidate(t *testing.T) {
 	}
 }
 
-// TestIncrementalAnnounced: only a "changes" pull after a cursor hands over
-// changes alone; a snapshot is always the whole population.
+// TestIncrementalAnnounced: a "changes" pull after a cursor hands over
+// changes alone; a snapshot only when no new file came (it then hands over
+// nothing).
 func TestIncrementalAnnounced(t *testing.T) {
-	now := time.Now()
-	cur := []byte(`{"name":"a.csv"}`)
+	now := base
+	dir := t.TempDir()
+	writeDrop(t, dir, drop{name: "a.csv", age: 2 * time.Hour, keys: "A B"})
+	read := func(mode string) []byte {
+		res, err := openTest(t, dir, mode, &now).Pull(context.Background(), connector.PullRequest{}, &funcEmitter{fn: func(*connector.Record) {}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Cursor
+	}
+	cur := read(ModeSnapshot)
 	tests := []struct {
+		name string
 		mode string
 		req  connector.PullRequest
 		want bool
 	}{
-		{ModeChanges, connector.PullRequest{Cursor: cur}, true},
-		{ModeChanges, connector.PullRequest{}, false},
-		{ModeChanges, connector.PullRequest{Cursor: cur, Full: true}, false},
-		{ModeChanges, connector.PullRequest{Cursor: cur, Peek: true}, false},
-		{ModeChanges, connector.PullRequest{Cursor: cur, Limit: 3}, false},
-		{ModeSnapshot, connector.PullRequest{Cursor: cur}, false},
+		{"changes after a cursor", ModeChanges, connector.PullRequest{Cursor: cur}, true},
+		{"changes, first pull", ModeChanges, connector.PullRequest{}, false},
+		{"changes, full", ModeChanges, connector.PullRequest{Cursor: cur, Full: true}, false},
+		{"changes, peek", ModeChanges, connector.PullRequest{Cursor: cur, Peek: true}, false},
+		{"changes, limit", ModeChanges, connector.PullRequest{Cursor: cur, Limit: 3}, false},
+		{"snapshot, no new file", ModeSnapshot, connector.PullRequest{Cursor: cur}, true},
+		{"snapshot, full", ModeSnapshot, connector.PullRequest{Cursor: cur, Full: true}, false},
+		{"snapshot, first pull", ModeSnapshot, connector.PullRequest{}, false},
+		{"snapshot, unreadable cursor", ModeSnapshot, connector.PullRequest{Cursor: []byte("{")}, false},
 	}
 	for _, tt := range tests {
-		t.Run(fmt.Sprintf("%s %+v", tt.mode, tt.req), func(t *testing.T) {
-			if got := openTest(t, t.TempDir(), tt.mode, &now).Incremental(tt.req); got != tt.want {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := openTest(t, dir, tt.mode, &now).Incremental(tt.req); got != tt.want {
 				t.Errorf("Incremental = %v, want %v", got, tt.want)
 			}
 		})
 	}
+	t.Run("snapshot, a new file", func(t *testing.T) {
+		writeDrop(t, dir, drop{name: "b.csv", age: time.Hour, keys: "A"})
+		if openTest(t, dir, ModeSnapshot, &now).Incremental(connector.PullRequest{Cursor: cur}) {
+			t.Error("a new snapshot announced as changes only")
+		}
+	})
 }
