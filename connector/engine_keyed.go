@@ -16,8 +16,9 @@ import (
 // the end of the pull); their keys are then looked up together, before the
 // mapping workers see them. The run reads every entry after all, keeping
 // what it looked up and decided, when the pull turns out complete (the
-// server refused the cursor: keys not seen are deletes) or when it has
-// looked up more than keyedLimit keys (a scan is then cheaper).
+// server refused the cursor: keys not seen are deletes), when it has
+// looked up more than keyedLimit keys (a scan is then cheaper), or when
+// the hold is full.
 type keyedIndex struct {
 	ctx    context.Context // the run's: the emitter's methods have none
 	lk     EntryLookup
