@@ -134,15 +134,12 @@ func (r *runner) finishKeyed(ctx context.Context) error {
 		return r.loadAll(ctx)
 	}
 	start := time.Now()
-	waiting := 0
+	found, waiting := r.index.len(), 0
 	err := k.lk.EntriesWaiting(ctx, r.job.Name, func(en Entry) error {
 		waiting++
-		if r.index.lookup(en.Key) != nil {
-			return nil
-		}
-		return r.index.put(en.Key, indexedOf(en))
+		return r.index.putNew(en.Key, indexedOf(en))
 	})
-	r.log.Debug("index: entries looked up", "keys", k.looked, "found", r.index.len()-waiting, "waiting", waiting,
+	r.log.Debug("index: entries looked up", "keys", k.looked, "found", found, "waiting", waiting,
 		"duration", k.took+time.Since(start))
 	return err
 }
