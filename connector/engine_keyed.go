@@ -65,7 +65,7 @@ func (r *runner) lookUp(keys []string) error {
 	}
 	k.looked += len(missing)
 	if k.looked > keyedLimit {
-		return r.loadAll(k.ctx)
+		return r.loadAll()
 	}
 	start := time.Now()
 	defer func() { k.took += time.Since(start) }()
@@ -74,47 +74,51 @@ func (r *runner) lookUp(keys []string) error {
 	})
 }
 
-// lookUpHeld looks up the keys of the records held in memory.
-func (r *runner) lookUpHeld() error {
-	p := r.mapper
-	if len(p.held) == 0 {
-		return nil
-	}
-	// The workers read the index: wait for the batch they may still map.
-	if p.prev != nil {
-		p.prev.wg.Wait()
-	}
+// lookUpBatches looks up the keys of the records of batches, before the
+// mapping workers see them.
+func (r *runner) lookUpBatches(batches ...*mapBatch) error {
 	var keys []string
-	for _, b := range p.held {
+	for _, b := range batches {
 		for i := 0; i < b.n; i++ {
 			keys = append(keys, b.items[i].rec.Key)
 		}
 	}
+	if len(keys) == 0 {
+		return nil
+	}
+	r.waitWorkers()
 	return r.lookUp(keys)
+}
+
+// waitWorkers waits for the batch the mapping workers may still map: they
+// read the index, which a look-up or a load is about to write.
+func (r *runner) waitWorkers() {
+	if p := r.mapper; p != nil && p.prev != nil {
+		p.prev.wg.Wait()
+	}
+}
+
+// leaveKeyed ends the keyed mode before every entry is read into the
+// index, and returns what it was.
+func (r *runner) leaveKeyed() *keyedIndex {
+	k := r.keyed
+	r.keyed = nil
+	r.waitWorkers()
+	r.log.Debug("index: reading every entry", "looked_up", k.looked)
+	return k
 }
 
 // loadAll reads every entry of the job into the index, keeping those it
 // holds with what the run decided for them, and leaves the keyed mode.
-func (r *runner) loadAll(ctx context.Context) error {
-	k := r.keyed
-	r.keyed = nil
-	if p := r.mapper; p != nil && p.prev != nil {
-		p.prev.wg.Wait()
-	}
-	r.log.Debug("index: reading every entry", "looked_up", k.looked)
-	return r.loadIndex(ctx)
+func (r *runner) loadAll() error {
+	return r.loadIndex(r.leaveKeyed().ctx)
 }
 
 // loadAllMeanwhile starts reading every entry on a goroutine of its own
 // and leaves the keyed mode: the records that follow are held until it is
 // done, as at the start of a complete pull.
 func (r *runner) loadAllMeanwhile() {
-	k := r.keyed
-	r.keyed = nil
-	if p := r.mapper; p != nil && p.prev != nil {
-		p.prev.wg.Wait()
-	}
-	r.log.Debug("index: reading every entry", "looked_up", k.looked)
+	k := r.leaveKeyed()
 	r.indexLoaded = make(chan struct{})
 	go func() {
 		defer close(r.indexLoaded)
@@ -131,7 +135,7 @@ func (r *runner) finishKeyed(ctx context.Context) error {
 		return nil
 	}
 	if r.complete {
-		return r.loadAll(ctx)
+		return r.loadAll()
 	}
 	start := time.Now()
 	found, waiting := r.index.len(), 0

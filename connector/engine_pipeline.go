@@ -186,7 +186,7 @@ func (r *runner) releaseHeld() error {
 		return err
 	}
 	if r.keyed != nil {
-		if err := r.lookUpHeld(); err != nil {
+		if err := r.lookUpBatches(r.mapper.held...); err != nil {
 			return err
 		}
 	}
@@ -277,12 +277,7 @@ func (r *runner) flushMapped() error {
 	}
 	if p.cur != nil && p.cur.n > 0 {
 		if r.keyed != nil {
-			// No worker runs: drain waited for them.
-			keys := make([]string, p.cur.n)
-			for i := range keys {
-				keys[i] = p.cur.items[i].rec.Key
-			}
-			if err := r.lookUp(keys); err != nil {
+			if err := r.lookUpBatches(p.cur); err != nil {
 				return err
 			}
 		}
