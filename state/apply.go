@@ -240,7 +240,12 @@ func contactText(c *connector.Contact) driver.Value {
 	if c == nil {
 		return nil
 	}
-	b := c.Marshal()
+	return jsonText(c.Marshal())
+}
+
+// jsonText is an encoded contact as a TEXT value, sharing b, which must
+// never be written again.
+func jsonText(b []byte) driver.Value {
 	return unsafe.String(unsafe.SliceData(b), len(b))
 }
 
@@ -507,11 +512,8 @@ func (a *applier) applyCreate(seq int, rec *connector.ChangeRecord) error {
 			return err
 		}
 	}
-	var newJSON driver.Value
-	if rec.NewJSON != nil {
-		// The engine's encoding, never written again, as Marshal's is.
-		newJSON = unsafe.String(unsafe.SliceData(rec.NewJSON), len(rec.NewJSON))
-	} else {
+	newJSON := jsonText(rec.NewJSON) // the engine's encoding
+	if rec.NewJSON == nil {
 		newJSON = contactText(rec.New)
 	}
 	return a.queueAudit(ref, boxCreate, key, uuid, status, true, rec.Reason, contactText(rec.Old), newJSON)
