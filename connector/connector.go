@@ -81,6 +81,12 @@ type PullRequest struct {
 	Limit int
 }
 
+// FromCursor reports whether the request goes on from its cursor: there is
+// one, and nothing asks for everything or for a part of it.
+func (r *PullRequest) FromCursor() bool {
+	return len(r.Cursor) > 0 && !r.Full && !r.Peek && r.Limit == 0
+}
+
 // PullResult describes a finished pull.
 type PullResult struct {
 	// Complete means the records handed over are the whole population, so a

@@ -157,7 +157,7 @@ var _ connector.IncrementalSource = (*Source)(nil)
 // state but the changes that wait). A file dropped between this and the
 // pull makes the pull complete, which the engine copes with.
 func (s *Source) Incremental(req connector.PullRequest) bool {
-	if req.Full || req.Peek || req.Limit != 0 || len(req.Cursor) == 0 {
+	if !req.FromCursor() {
 		return false
 	}
 	if s.mode == ModeChanges {

@@ -92,7 +92,7 @@ var _ connector.IncrementalSource = (*Source)(nil)
 // server may still refuse the cursor, or the base or filter may have
 // changed since; the pull is then a complete one.
 func (s *Source) Incremental(req connector.PullRequest) bool {
-	if s.cfg.Incremental == "off" || req.Full || req.Peek || req.Limit > 0 || len(req.Cursor) == 0 {
+	if s.cfg.Incremental == "off" || !req.FromCursor() {
 		return false
 	}
 	var cur cursor
