@@ -2,6 +2,7 @@ package state
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"io/fs"
 	"log/slog"
@@ -83,6 +84,60 @@ func TestOpenCreatesFileAndFolder(t *testing.T) {
 	}
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestPageSize: a file this version creates has 16 KB pages; a file made
+// with SQLite's default keeps its 4 KB pages and works as before, since a
+// WAL file cannot change its page size and converting one is the admin's
+// call (docs/state.md).
+func TestPageSize(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		old  bool // the file exists, made with SQLite's default page size
+		want int
+	}{
+		{"new file", false, pageSize},
+		{"existing file", true, 4096},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "state.db")
+			if tc.old {
+				db, err := sql.Open("sqlite3", path+"?_journal_mode=WAL")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := db.ExecContext(ctx, `CREATE TABLE t (x)`); err != nil {
+					t.Fatal(err)
+				}
+				if err := db.Close(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			d, err := Open(ctx, path, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer d.Close()
+			var got int
+			if err := d.r.QueryRowContext(ctx, `PRAGMA page_size`).Scan(&got); err != nil {
+				t.Fatal(err)
+			}
+			if got != tc.want {
+				t.Errorf("page_size %d, want %d", got, tc.want)
+			}
+			var mode string
+			if err := d.r.QueryRowContext(ctx, `PRAGMA journal_mode`).Scan(&mode); err != nil {
+				t.Fatal(err)
+			}
+			if mode != "wal" {
+				t.Errorf("journal_mode %q, want wal", mode)
+			}
+			if _, err := d.StartRun(ctx, connector.Run{Job: "j", StartedAt: t0}); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }
 
