@@ -24,7 +24,9 @@ type applier struct {
 	runID any
 	// lastID is the id of the last audit row queued: audit rows get their
 	// ids from Commit, so that an entry can name the row holding its content.
-	lastID int64
+	// firstID is the first id of this run's rows (the run row records
+	// both, see schema version 5).
+	lastID, firstID int64
 
 	update  driver.Stmt // applied update: emitted content := New
 	desired driver.Stmt // not applied: desired content := New
@@ -157,7 +159,7 @@ func newApplier(ctx context.Context, conn driver.Conn, job string, runID int64) 
 		a.close()
 		return nil, fmt.Errorf("last audit row: unexpected %T", a.row[0])
 	}
-	a.lastID = id
+	a.lastID, a.firstID = id, id+1
 	return a, nil
 }
 

@@ -276,31 +276,113 @@ func TestRetentionKeepsSharedContents(t *testing.T) {
 	if sc := stored(t, d, "other", old[0].Key); sc == nil || sc.Contact != mkContact("other") {
 		t.Errorf("other job's entry: %+v", sc)
 	}
+	var spans string
+	if err := d.r.QueryRowContext(ctx, `SELECT group_concat(id || ':' || coalesce(first_change || '-' || last_change, 'none'), ' ')
+		FROM (SELECT * FROM runs ORDER BY id)`).Scan(&spans); err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf("1:none 2:none %d:72-72", id); spans != want {
+		t.Errorf("runs' audit spans after pruning: %s, want %s (pruned runs have none)", spans, want)
+	}
 }
 
-// TestKeepContentsUsesTheIndexes: pruning runs at every commit; it must
-// visit the pruned rows and their entries, never scan every entry or
-// audit row.
-func TestKeepContentsUsesTheIndexes(t *testing.T) {
-	d, _ := openTest(t)
-	rows, err := d.w.Query(`EXPLAIN QUERY PLAN `+keepContents, formatTime(t0))
+// TestChangeSpans: schema version 5 finds a run's audit rows by the span
+// of ids its run row records. The upgrade fills the spans in from the
+// index it drops; a span that holds another run's rows (ids reused after a
+// revert) still gives only the run's own.
+func TestChangeSpans(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "state.db")
+	c := mkContact("Carol")
+	makeV2(t, path, fmt.Sprintf(`INSERT INTO runs (id, job, kind, started_at, finished_at, status, created) VALUES
+			(2, 'k', 'sync', '2025-03-15T02:00:00.000000000Z', '2025-03-15T02:00:01.000000000Z', 'ok', 1),
+			(3, 'j', 'sync', '2025-03-16T02:00:00.000000000Z', '2025-03-16T02:00:01.000000000Z', 'ok', 0);
+		INSERT INTO changes (id, run_id, action, key, applied, new) VALUES (5, 2, 'create', 'c', 1, '%s')`, c.Marshal()))
+	d, err := Open(ctx, path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rows.Close()
-	var plan []string
-	for rows.Next() {
-		var id, parent, unused int
-		var detail string
-		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+	defer d.Close()
+	var spans string
+	var indexes int
+	if err := d.r.QueryRowContext(ctx, `SELECT group_concat(id || ':' || coalesce(first_change || '-' || last_change, 'none'), ' ')
+		FROM (SELECT * FROM runs ORDER BY id)`).Scan(&spans); err != nil {
+		t.Fatal(err)
+	}
+	if want := "1:1-2 2:5-5 3:none"; spans != want {
+		t.Errorf("spans after the upgrade: %s, want %s", spans, want)
+	}
+	if err := d.r.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE name = 'changes_run'`).Scan(&indexes); err != nil || indexes != 0 {
+		t.Errorf("changes_run still there (%d, %v)", indexes, err)
+	}
+	// Run 1's span made to cover run 2's row, as a reused id would.
+	if _, err := d.w.ExecContext(ctx, `UPDATE runs SET last_change = 5 WHERE id = 1`); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		run  int64
+		keys string
+	}{{1, "a b"}, {2, "c"}, {3, ""}} {
+		_, changes, _, err := d.RunDetail(ctx, tc.run)
+		if err != nil {
 			t.Fatal(err)
 		}
-		plan = append(plan, detail)
-	}
-	for _, step := range plan {
-		if strings.HasPrefix(step, "SCAN") && step != "SCAN runs" {
-			t.Errorf("plan scans a table: %q\n%s", step, strings.Join(plan, "\n"))
+		var keys []string
+		for _, ch := range changes {
+			keys = append(keys, ch.Key)
 		}
+		if got := strings.Join(keys, " "); got != tc.keys {
+			t.Errorf("run %d: changes of keys %q, want %q", tc.run, got, tc.keys)
+		}
+	}
+	// A run committed now records its own span.
+	id, err := commitRecs(t, d, "j", []connector.ChangeRecord{{Action: connector.ActionCreate, Key: "d", New: &c, Applied: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var first, last int64
+	if err := d.r.QueryRowContext(ctx, `SELECT first_change, last_change FROM runs WHERE id = ?`, id).Scan(&first, &last); err != nil || first != 6 || last != 6 {
+		t.Errorf("span of run %d: %d-%d (%v), want 6-6", id, first, last, err)
+	}
+}
+
+// TestAuditQueriesUseTheIndexes: pruning runs at every commit and show
+// reads one run; they must visit the rows of the runs concerned, never
+// scan every entry or audit row, nor index them for the query. Without an
+// index on changes.run_id (schema version 5) that rests on the spans the
+// run rows record.
+func TestAuditQueriesUseTheIndexes(t *testing.T) {
+	d, _ := openTest(t)
+	for _, tc := range []struct {
+		name, query string
+		arg         any
+	}{
+		{"keep contents", keepContents, formatTime(t0)},
+		{"prune changes", pruneChanges, formatTime(t0)},
+		{"run changes", runChangesQuery, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rows, err := d.w.Query(`EXPLAIN QUERY PLAN `+tc.query, tc.arg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rows.Close()
+			var plan []string
+			for rows.Next() {
+				var id, parent, unused int
+				var detail string
+				if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+					t.Fatal(err)
+				}
+				plan = append(plan, detail)
+			}
+			t.Log(strings.Join(plan, "; "))
+			for _, step := range plan {
+				if strings.HasPrefix(step, "SCAN") && step != "SCAN runs" || strings.Contains(step, "AUTOMATIC") {
+					t.Errorf("plan scans a table: %q\n%s", step, strings.Join(plan, "\n"))
+				}
+			}
+		})
 	}
 }
 

@@ -84,12 +84,21 @@ func insertRejections(ctx context.Context, tx *sql.Tx, c *connector.Commit) (int
 	return n, nil
 }
 
+// oldChanges selects the audit rows of runs started before ?1, by the
+// span of ids each run row records (schema version 5). CROSS JOIN and the
+// unary + keep SQLite from reading every audit row to find its run, or to
+// index them by run for the query.
+const oldChanges = `SELECT c.id, runs.job, c.key FROM runs CROSS JOIN changes c
+	WHERE runs.started_at < ?1 AND c.id BETWEEN runs.first_change AND runs.last_change AND +c.run_id = runs.id`
+
+// pruneChanges deletes the audit rows of runs started before ?1.
+const pruneChanges = `DELETE FROM changes WHERE id IN (SELECT id FROM (` + oldChanges + `))`
+
 // keepContents copies into the entries the contents they share with the
 // audit rows of runs started before ?1.
-const keepContents = `UPDATE entries SET contact = (SELECT new FROM changes WHERE changes.id = entries.contact_ref), contact_ref = NULL
-	WHERE (job, key) IN (SELECT r.job, c.key FROM changes c JOIN runs r ON r.id = c.run_id
-			WHERE c.run_id IN (SELECT id FROM runs WHERE started_at < ?1))
-		AND contact_ref IN (SELECT id FROM changes WHERE run_id IN (SELECT id FROM runs WHERE started_at < ?1))`
+const keepContents = `WITH old AS (` + oldChanges + `)
+	UPDATE entries SET contact = (SELECT new FROM changes WHERE changes.id = entries.contact_ref), contact_ref = NULL
+	WHERE (job, key) IN (SELECT job, key FROM old) AND contact_ref IN (SELECT id FROM old)`
 
 // prune removes the changes and rejections of runs started more than
 // keepDays before ref; the run rows stay, so history still lists them.
@@ -105,16 +114,24 @@ func (d *DB) prune(ctx context.Context, tx *sql.Tx, keepDays int, ref time.Time)
 		return 0, fmt.Errorf("prune changes: keep contents: %w", err)
 	}
 	var runs int64
-	for _, table := range []string{"changes", "rejections"} {
-		res, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE run_id IN (SELECT id FROM runs WHERE started_at < ?)`, cutoff)
+	for _, p := range []struct{ table, q string }{
+		{"changes", pruneChanges},
+		{"rejections", `DELETE FROM rejections WHERE run_id IN (SELECT id FROM runs WHERE started_at < ?1)`},
+	} {
+		res, err := tx.ExecContext(ctx, p.q, cutoff)
 		if err != nil {
-			return 0, fmt.Errorf("prune %s: %w", table, err)
+			return 0, fmt.Errorf("prune %s: %w", p.table, err)
 		}
 		n, err := res.RowsAffected()
 		if err != nil {
-			return 0, fmt.Errorf("prune %s: %w", table, err)
+			return 0, fmt.Errorf("prune %s: %w", p.table, err)
 		}
 		runs += n
+	}
+	// The spans of pruned runs would only widen the next pruning's reads.
+	if _, err := tx.ExecContext(ctx, `UPDATE runs SET first_change = NULL, last_change = NULL
+		WHERE started_at < ? AND first_change IS NOT NULL`, cutoff); err != nil {
+		return 0, fmt.Errorf("prune changes: spans: %w", err)
 	}
 	if runs > 0 {
 		d.log.Info("state: pruned run detail", "rows", runs, "older_than", cutoff)

@@ -243,9 +243,14 @@ func (d *DB) RunDetail(ctx context.Context, id int64) (connector.Run, []connecto
 	return run, changes, rejected, nil
 }
 
+// runChangesQuery reads the audit rows of run ?1 by the span of ids its
+// row records (see oldChanges).
+const runChangesQuery = `SELECT c.id, c.action, c.key, c.uuid, c.status, c.applied, c.reason, c.old, c.new
+	FROM runs CROSS JOIN changes c
+	WHERE runs.id = ?1 AND c.id BETWEEN runs.first_change AND runs.last_change AND +c.run_id = runs.id ORDER BY c.id`
+
 func runChanges(ctx context.Context, tx *sql.Tx, id int64) ([]connector.ChangeRecord, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT id, action, key, uuid, status, applied, reason, old, new
-		FROM changes WHERE run_id = ? ORDER BY id`, id)
+	rows, err := tx.QueryContext(ctx, runChangesQuery, id)
 	if err != nil {
 		return nil, err
 	}

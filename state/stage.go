@@ -236,6 +236,13 @@ func (s *stage) Commit(ctx context.Context, c *connector.Commit) (err error) {
 	if err = s.d.updateRun(ctx, tx, &c.Run); err != nil {
 		return fail(err)
 	}
+	if s.a.lastID >= s.a.firstID {
+		// Before the pruning, which finds the rows of old runs so.
+		if _, err = tx.ExecContext(ctx, `UPDATE runs SET first_change = ?, last_change = ? WHERE id = ?`,
+			s.a.firstID, s.a.lastID, c.Run.ID); err != nil {
+			return fail(fmt.Errorf("audit span: %w", err))
+		}
+	}
 	// Retention counts from the committing run's start, so that the
 	// engine's clock (a fake one in tests) decides, not this package's.
 	ref := c.Run.StartedAt
