@@ -237,6 +237,7 @@ func (r *runner) run(ctx context.Context) error {
 	}
 	defer sp.close()
 	r.sp = sp
+	sp.fill = r.keepStaged
 	var cursor []byte
 	if !r.opts.Full {
 		if cursor, err = r.e.Store.Cursor(ctx, r.job.Name); err != nil {
@@ -363,13 +364,21 @@ func (r *runner) run(ctx context.Context) error {
 	}
 
 	r.outcomes = &outcomes{bound: map[string]string{}, failed: map[string]string{}}
+	// The stream first: when it failed, the plan needs the creates it
+	// took back from the stage, before the stage takes the rest.
+	out := r.finishStream()
+	if out == nil && r.stg != nil {
+		if err := r.keepStaged(segCreate); err != nil {
+			return err
+		}
+	}
 	if r.stg != nil {
 		if err := r.stg.finish(r); err != nil {
 			return err
 		}
 	}
 	var ar ApplyResult
-	if out := r.finishStream(); out != nil {
+	if out != nil {
 		ar, err = out.Apply(ctx, &enginePlan{r: r, skipStaged: true}, r.outcomes)
 	} else {
 		ar, err = r.job.Sink.Apply(ctx, r.runInfo(), plan, r.outcomes)
@@ -479,11 +488,13 @@ func (r *runner) decide(key, origin string, c *Contact, it *mapItem) error {
 		r.counts.Unchanged++
 		return nil
 	case en == nil && r.stg != nil && r.allowed(ActionCreate):
-		r.rec = spoolRec{action: ActionCreate, key: key, flags: flagStaged, new: *c, src: it.src}
-		if err := r.spoolChange(key, en, catCreate, segCreate, &r.rec); err != nil {
+		// Staged first: the stage it opens decides whether the spool
+		// may skip the create (see spoolChange).
+		if err := r.stg.create(key, c, it.src, h, it.json); err != nil {
 			return err
 		}
-		if err := r.stg.create(key, c, it.src, h, it.json); err != nil {
+		r.rec = spoolRec{action: ActionCreate, key: key, flags: flagStaged, new: *c, src: it.src}
+		if err := r.spoolChange(key, en, catCreate, segCreate, &r.rec); err != nil {
 			return err
 		}
 		if r.out != nil {
@@ -613,9 +624,19 @@ func (r *runner) spoolChange(key string, en *indexed, cat uint8, seg int, rec *s
 		rec.reason = "held back: safety.allow does not list " + string(rec.action)
 		cat = catWait
 	}
-	seq, err := r.sp.write(seg, rec)
-	if err != nil {
-		return err
+	var seq int32
+	skipped := false
+	if rec.flags&flagStaged != 0 && r.out != nil && r.stg.recall {
+		// The stage and the output stream hold it: the spool needs it
+		// only if the stream is given up, and then gets it from the
+		// stage (keepStaged).
+		seq, skipped = r.sp.skip(seg)
+	}
+	if !skipped {
+		var err error
+		if seq, err = r.sp.write(seg, rec); err != nil {
+			return err
+		}
 	}
 	if err := r.setMark(key, en, mark{cat: cat, seg: int8(seg), seq: seq, staged: rec.flags&flagStaged != 0}); err != nil {
 		return err

@@ -27,9 +27,12 @@ type staging struct {
 	run     Run
 	started bool // the stage is open and its goroutine runs
 	stage   Stage
-	ch      chan *stageBatch // to the staging goroutine, in spool order
-	free    chan *stageBatch
-	cur     *stageBatch
+	// recall: the stage gives its creates back (CreateRecaller), so the
+	// spool may skip them while the output stream takes them.
+	recall bool
+	ch     chan *stageBatch // to the staging goroutine, in spool order
+	free   chan *stageBatch
+	cur    *stageBatch
 	// rest applies the changes not staged during the pull; set before ch
 	// is closed, when the run goes on to its sink.
 	rest   func(yield func(*ChangeRecord) error) error
@@ -48,6 +51,11 @@ const stageBatchSize = 256
 type stageBatch struct {
 	n   int
 	ops [stageBatchSize]stageOp
+	// call, when set, is run on the staging goroutine in the batch's
+	// place; ack is closed once it returned err.
+	call func(CreateRecaller) error
+	ack  chan struct{}
+	err  error
 }
 
 type stageOp struct {
@@ -89,6 +97,7 @@ func (s *staging) start() error {
 		return err
 	}
 	s.stage, s.started = stage, true
+	_, s.recall = stage.(CreateRecaller)
 	s.ch, s.free, s.done = make(chan *stageBatch, 4), make(chan *stageBatch, 6), make(chan struct{})
 	go s.loop(s.ctx)
 	return nil
@@ -105,6 +114,18 @@ func (s *staging) loop(ctx context.Context) {
 		}
 	}()
 	for b := range s.ch {
+		if b.call != nil {
+			switch {
+			case s.err != nil:
+				b.err = s.err
+			case s.stop.Load():
+				b.err = errStagingStopped
+			default:
+				b.err = s.callSafely(b.call)
+			}
+			close(b.ack)
+			continue
+		}
 		if s.err == nil && !s.stop.Load() {
 			if s.err = s.apply(ctx, b); s.err != nil {
 				s.bad.Store(true)
@@ -208,6 +229,47 @@ func (s *staging) create(key string, c *Contact, src, hash Hash, json []byte) er
 	return nil
 }
 
+// callSafely runs fn with the stage; a panic is its error, since the
+// runner waits for the answer.
+func (s *staging) callSafely(fn func(CreateRecaller) error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("staging: panic: %v", p)
+		}
+	}()
+	return fn(s.stage.(CreateRecaller))
+}
+
+// withCreates runs fn on the staging goroutine once it has applied
+// everything handed to it so far, and waits for it.
+func (s *staging) withCreates(fn func(CreateRecaller) error) error {
+	if s.bad.Load() {
+		return s.failure()
+	}
+	if s.closed {
+		return errors.New("staging: the stage takes no more work")
+	}
+	s.send()
+	b := &stageBatch{call: fn, ack: make(chan struct{})}
+	s.ch <- b
+	<-b.ack
+	return b.err
+}
+
+// keepStaged writes into the spool the staged creates it skipped while
+// the output stream took them: once the stream is gone, the plan gives
+// them to the sink.
+func (r *runner) keepStaged(seg int) error {
+	if !r.sp.hasSkipped(seg) {
+		return nil
+	}
+	return r.stg.withCreates(func(rc CreateRecaller) error {
+		return r.sp.refill(seg, func(yield func(string, *Contact) error) error {
+			return rc.Created(r.stg.ctx, yield)
+		})
+	})
+}
+
 // revert undoes the staged create of key.
 func (s *staging) revert(key string) {
 	*s.op() = stageOp{revert: true, key: key}
@@ -231,6 +293,11 @@ func (s *staging) closeCh() {
 // unstaged reads a spool segment without the creates staged during the
 // pull.
 func (r *runner) unstaged(seg int, fn func(*spoolRec) error) error {
+	if _, all := r.sp.allStaged(seg); all {
+		// Nothing to read, and the records may not be in the spool at
+		// all (spool.skip).
+		return nil
+	}
 	return r.sp.each(seg, func(rec *spoolRec) error {
 		if rec.flags&flagStaged != 0 {
 			return nil

@@ -26,6 +26,8 @@ type streamSpy struct {
 	// late counts creates written after the stream was applied or
 	// aborted: a stream goroutine that outlived its run.
 	late atomic.Int32
+	// failAt, when not 0, is the create the stream fails to write.
+	failAt int32
 }
 
 func (s *streamSpy) RemoveOutput(job string, runID int64) ([]string, error) {
@@ -56,7 +58,9 @@ func (st *spyStream) Create(c *connector.Change) error {
 	if st.over.Load() {
 		st.s.late.Add(1)
 	}
-	st.s.creates.Add(1)
+	if n := st.s.creates.Add(1); n == st.s.failAt {
+		return errors.New("stream broke")
+	}
 	return st.OutputStream.Create(c)
 }
 
@@ -178,7 +182,16 @@ func TestStreamedRunsMatchUnstreamed(t *testing.T) {
 		// streamed and aborted count the runs whose Apply went through a
 		// stream, and the streams abandoned.
 		streamed, aborted int32
+		// streamFail: the stream fails to write its create number so.
+		streamFail int32
 	}{
+		{
+			// The plan writes every create again, from what the stage
+			// gives back (the spool skipped them while streamed).
+			name:       "first import, the stream fails",
+			runs:       []streamNight{{drops: []string{manyRows(0, 10, "")}}},
+			streamFail: 7, aborted: 1,
+		},
 		{name: "first import", runs: []streamNight{{drops: []string{manyRows(0, 10, "")}}}, streamed: 1},
 		{name: "first import of exactly full files", runs: []streamNight{{drops: []string{manyRows(0, 9, "")}}}, streamed: 1},
 		{
@@ -240,7 +253,7 @@ func TestStreamedRunsMatchUnstreamed(t *testing.T) {
 					mode = "snapshot"
 				}
 				r := newRig(t, mode, 0)
-				spy := &streamSpy{StreamingSink: smallSink(t, r, 3)}
+				spy := &streamSpy{StreamingSink: smallSink(t, r, 3), failAt: tt.streamFail}
 				if tt.allow != nil {
 					r.job.Safety.Allow = map[connector.Action]bool{}
 					for _, a := range tt.allow {

@@ -3,6 +3,7 @@ package connector
 import (
 	"bufio"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -19,6 +20,11 @@ type spool struct {
 	dir  string
 	segs [numSegs]*segment
 	buf  [binary.MaxVarintLen64]byte // a length being written
+	// fill writes the records skipped at the start of a segment (see
+	// skip) through refill; write calls it before it appends a record
+	// to such a segment.
+	fill func(seg int) error
+	rec  spoolRec // one being refilled
 }
 
 type segment struct {
@@ -27,6 +33,9 @@ type segment struct {
 	n          int32              // records written
 	staged     int32              // of which staged during the pull (flagStaged)
 	superseded map[int32]struct{} // records replaced by a later one of the same key
+	// skipped: the first records of the segment were counted, not written
+	// (see skip). Reading the segment waits for refill.
+	skipped int32
 }
 
 const (
@@ -121,6 +130,16 @@ func actionOf(b byte) Action {
 
 func (s *spool) write(seg int, r *spoolRec) (int32, error) {
 	g := s.segs[seg]
+	if g.skipped > 0 {
+		// The skipped records come first: a record after them is
+		// written after them.
+		if s.fill == nil {
+			return 0, fmt.Errorf("spool: %d skipped records and no way to write them", g.skipped)
+		}
+		if err := s.fill(seg); err != nil {
+			return 0, err
+		}
+	}
 	flags := r.flags
 	if r.hasOld {
 		flags |= flagHasOld
@@ -171,6 +190,89 @@ func (s *spool) write(seg int, r *spoolRec) (int32, error) {
 	return g.n - 1, nil
 }
 
+// skip counts a staged create without writing it, when the run can give
+// it back later (refill): a first import's creates are in the stage and in
+// the output stream already, and a million of them written here once more
+// cost 0.7 s of CPU that the pull shares with the directory. Only the
+// first records of a segment are skipped, so that refill can write them
+// in order before anything else; skip returns false once one was written.
+func (s *spool) skip(seg int) (int32, bool) {
+	g := s.segs[seg]
+	if g.n != g.skipped {
+		return 0, false
+	}
+	g.n++
+	g.staged++
+	g.skipped++
+	return g.n - 1, true
+}
+
+// hasSkipped reports whether seg has records that refill must write.
+func (s *spool) hasSkipped(seg int) bool { return s.segs[seg].skipped > 0 }
+
+// refill writes the records that skip counted, in their places: next
+// yields the key and contact of each one not superseded since, in order;
+// a superseded one (a reverted create) gets a placeholder, which readers
+// skip as they skip every superseded record.
+func (s *spool) refill(seg int, next func(yield func(key string, c *Contact) error) error) error {
+	g := s.segs[seg]
+	n, total, staged := g.skipped, g.n, g.staged
+	if n == 0 {
+		return nil
+	}
+	if total != n {
+		return fmt.Errorf("spool: %d records written after %d skipped ones", total-n, n)
+	}
+	g.n, g.staged, g.skipped = 0, 0, 0
+	var seq int32
+	pad := func() error {
+		for ; seq < n; seq++ {
+			if _, ok := g.superseded[seq]; !ok {
+				return nil
+			}
+			s.rec = spoolRec{action: ActionCreate, flags: flagStaged}
+			if _, err := s.write(seg, &s.rec); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	err := next(func(key string, c *Contact) error {
+		if err := pad(); err != nil {
+			return err
+		}
+		if seq == n {
+			// A create staged after the skipped ones (the stream given
+			// up for it): the spool writes it itself.
+			return errRefilled
+		}
+		s.rec = spoolRec{action: ActionCreate, flags: flagStaged, key: key, new: *c}
+		if _, err := s.write(seg, &s.rec); err != nil {
+			return err
+		}
+		seq++
+		return nil
+	})
+	if errors.Is(err, errRefilled) {
+		err = nil
+	}
+	if err == nil {
+		err = pad()
+	}
+	if err == nil && (seq != n || g.n != total || g.staged != staged) {
+		err = fmt.Errorf("spool: %d of %d skipped records given back", seq, n)
+	}
+	if err != nil {
+		// Nothing reads the segment as if it were whole.
+		g.n, g.staged, g.skipped = total, staged, n
+		return fmt.Errorf("spool: refill: %w", err)
+	}
+	return nil
+}
+
+// errRefilled ends refill's reading once every skipped record is back.
+var errRefilled = errors.New("every skipped record written")
+
 func (s *spool) supersede(seg int, seq int32) {
 	g := s.segs[seg]
 	if g.superseded == nil {
@@ -193,6 +295,9 @@ func (s *spool) eachHead(seg int, fn func(r *spoolRec) error) error {
 
 func (s *spool) read(seg int, contacts bool, fn func(r *spoolRec) error) error {
 	g := s.segs[seg]
+	if g.skipped > 0 {
+		return fmt.Errorf("spool: %d records skipped and not written back", g.skipped)
+	}
 	// Readers read at offsets and never move the file's own, which the
 	// writer appends at: the sink and the staging goroutine read the same
 	// segments at once, once nothing is buffered (see flush).

@@ -237,6 +237,15 @@ type Stager interface {
 	Stage(ctx context.Context, run Run) (Stage, error)
 }
 
+// CreateRecaller is a Stage that can read back the creates applied
+// through it, so that a run need keep no copy of them while nothing else
+// needs one.
+type CreateRecaller interface {
+	// Created calls fn with the key and contact of every create applied
+	// through the stage and not reverted, in the order applied.
+	Created(ctx context.Context, fn func(key string, c *Contact) error) error
+}
+
 // Stage is an open run transaction. Its methods must be called from one
 // goroutine at a time.
 type Stage interface {

@@ -6,6 +6,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"time"
 
@@ -118,6 +119,76 @@ func (s *stage) Revert(ctx context.Context, key string) error {
 		return fmt.Errorf("state: stage run %d of job %q: revert key %q: %w", s.run.ID, s.run.Job, key, err)
 	}
 	return nil
+}
+
+var _ connector.CreateRecaller = (*stage)(nil)
+
+// Created reads back the creates applied through the stage, from their
+// audit rows, in the order applied; reverted ones are gone with their row.
+func (s *stage) Created(ctx context.Context, fn func(key string, c *connector.Contact) error) error {
+	if err := s.usable(); err != nil {
+		return fmt.Errorf("state: stage run %d of job %q: read the creates back: %w", s.run.ID, s.run.Job, err)
+	}
+	err := s.conn.Raw(func(any) error { return s.a.created(ctx, fn) })
+	if err != nil {
+		var ferr flushError
+		if errors.As(err, &ferr) {
+			// The queued audit rows may be half written.
+			s.failed = true
+		}
+		return fmt.Errorf("state: stage run %d of job %q: read the creates back: %w", s.run.ID, s.run.Job, err)
+	}
+	return nil
+}
+
+// flushError is a failure to write queued rows, after which the
+// transaction may hold part of them.
+type flushError struct{ error }
+
+func (e flushError) Unwrap() error { return e.error }
+
+func (a *applier) created(ctx context.Context, fn func(key string, c *connector.Contact) error) error {
+	if err := a.flushAudit(); err != nil {
+		return flushError{fmt.Errorf("audit of the changes before: %w", err)}
+	}
+	if a.lastID < a.firstID {
+		return nil
+	}
+	pc := a.conn.(driver.ConnPrepareContext)
+	st, err := pc.PrepareContext(ctx, `SELECT key, new FROM changes
+		WHERE id BETWEEN ? AND ? AND run_id = ? AND action = 'create' ORDER BY id`)
+	if err != nil {
+		return fmt.Errorf("prepare: %w", err)
+	}
+	defer st.Close()
+	rows, err := st.(driver.StmtQueryContext).QueryContext(ctx, a.values(a.firstID, a.lastID, a.runID))
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	dest := make([]driver.Value, 2)
+	for {
+		if err := rows.Next(dest); errors.Is(err, io.EOF) {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		key, _ := dest[0].(string)
+		var data []byte
+		switch v := dest[1].(type) {
+		case string:
+			data = []byte(v)
+		case []byte:
+			data = v
+		}
+		c, err := connector.UnmarshalContact(data)
+		if err != nil {
+			return fmt.Errorf("create of key %q: %w", key, err)
+		}
+		if err := fn(key, &c); err != nil {
+			return err
+		}
+	}
 }
 
 // apply runs changes through the applier; last flushes what it queued.
