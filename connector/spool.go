@@ -24,7 +24,6 @@ type spool struct {
 	// skip) through refill; write calls it before it appends a record
 	// to such a segment.
 	fill func(seg int) error
-	rec  spoolRec // one being refilled
 }
 
 type segment struct {
@@ -224,14 +223,17 @@ func (s *spool) refill(seg int, next func(yield func(key string, c *Contact) err
 		return fmt.Errorf("spool: %d records written after %d skipped ones", total-n, n)
 	}
 	g.n, g.staged, g.skipped = 0, 0, 0
-	var seq int32
+	var (
+		seq int32
+		rec spoolRec
+	)
 	pad := func() error {
 		for ; seq < n; seq++ {
 			if _, ok := g.superseded[seq]; !ok {
 				return nil
 			}
-			s.rec = spoolRec{action: ActionCreate, flags: flagStaged}
-			if _, err := s.write(seg, &s.rec); err != nil {
+			rec = spoolRec{action: ActionCreate, flags: flagStaged}
+			if _, err := s.write(seg, &rec); err != nil {
 				return err
 			}
 		}
@@ -246,8 +248,8 @@ func (s *spool) refill(seg int, next func(yield func(key string, c *Contact) err
 			// up for it): the spool writes it itself.
 			return errRefilled
 		}
-		s.rec = spoolRec{action: ActionCreate, flags: flagStaged, key: key, new: *c}
-		if _, err := s.write(seg, &s.rec); err != nil {
+		rec = spoolRec{action: ActionCreate, flags: flagStaged, key: key, new: *c}
+		if _, err := s.write(seg, &rec); err != nil {
 			return err
 		}
 		seq++

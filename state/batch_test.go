@@ -276,14 +276,21 @@ func TestRetentionKeepsSharedContents(t *testing.T) {
 	if sc := stored(t, d, "other", old[0].Key); sc == nil || sc.Contact != mkContact("other") {
 		t.Errorf("other job's entry: %+v", sc)
 	}
+	if spans, want := runSpans(t, d), fmt.Sprintf("1:none 2:none %d:72-72", id); spans != want {
+		t.Errorf("runs' audit spans after pruning: %s, want %s (pruned runs have none)", spans, want)
+	}
+}
+
+// runSpans lists every run's span of audit row ids, as "id:first-last",
+// or "id:none".
+func runSpans(t *testing.T, d *DB) string {
+	t.Helper()
 	var spans string
-	if err := d.r.QueryRowContext(ctx, `SELECT group_concat(id || ':' || coalesce(first_change || '-' || last_change, 'none'), ' ')
+	if err := d.r.QueryRow(`SELECT group_concat(id || ':' || coalesce(first_change || '-' || last_change, 'none'), ' ')
 		FROM (SELECT * FROM runs ORDER BY id)`).Scan(&spans); err != nil {
 		t.Fatal(err)
 	}
-	if want := fmt.Sprintf("1:none 2:none %d:72-72", id); spans != want {
-		t.Errorf("runs' audit spans after pruning: %s, want %s (pruned runs have none)", spans, want)
-	}
+	return spans
 }
 
 // TestChangeSpans: schema version 5 finds a run's audit rows by the span
@@ -303,13 +310,8 @@ func TestChangeSpans(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	var spans string
 	var indexes int
-	if err := d.r.QueryRowContext(ctx, `SELECT group_concat(id || ':' || coalesce(first_change || '-' || last_change, 'none'), ' ')
-		FROM (SELECT * FROM runs ORDER BY id)`).Scan(&spans); err != nil {
-		t.Fatal(err)
-	}
-	if want := "1:1-2 2:5-5 3:none"; spans != want {
+	if spans, want := runSpans(t, d), "1:1-2 2:5-5 3:none"; spans != want {
 		t.Errorf("spans after the upgrade: %s, want %s", spans, want)
 	}
 	if err := d.r.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE name = 'changes_run'`).Scan(&indexes); err != nil || indexes != 0 {

@@ -129,28 +129,22 @@ func (s *stage) Created(ctx context.Context, fn func(key string, c *connector.Co
 	if err := s.usable(); err != nil {
 		return fmt.Errorf("state: stage run %d of job %q: read the creates back: %w", s.run.ID, s.run.Job, err)
 	}
-	err := s.conn.Raw(func(any) error { return s.a.created(ctx, fn) })
-	if err != nil {
-		var ferr flushError
-		if errors.As(err, &ferr) {
+	err := s.conn.Raw(func(any) error {
+		if err := s.a.flushAudit(); err != nil {
 			// The queued audit rows may be half written.
 			s.failed = true
+			return fmt.Errorf("audit of the changes before: %w", err)
 		}
+		return s.a.created(ctx, fn)
+	})
+	if err != nil {
 		return fmt.Errorf("state: stage run %d of job %q: read the creates back: %w", s.run.ID, s.run.Job, err)
 	}
 	return nil
 }
 
-// flushError is a failure to write queued rows, after which the
-// transaction may hold part of them.
-type flushError struct{ error }
-
-func (e flushError) Unwrap() error { return e.error }
-
+// created reads the run's audit rows of creates, once they are flushed.
 func (a *applier) created(ctx context.Context, fn func(key string, c *connector.Contact) error) error {
-	if err := a.flushAudit(); err != nil {
-		return flushError{fmt.Errorf("audit of the changes before: %w", err)}
-	}
 	if a.lastID < a.firstID {
 		return nil
 	}
