@@ -70,6 +70,8 @@ type readAhead struct {
 	// reader hands over what it has (aheadEager messages at least) rather
 	// than filling its buffer first.
 	waiting atomic.Bool
+	// lw sizes the receive low-water mark when rd is a marker (lowat.go).
+	lw lowWater
 }
 
 // newReadAhead prepares the reader of the search whose request has the
@@ -87,14 +89,16 @@ func newReadAhead(rd io.Reader, id int64, size, chunks int, request func(cookie 
 }
 
 // startReadAhead hands the connection to a reader goroutine once the
-// search with message ID id was sent: from now on only the reader reads,
-// and only it asks for the next pages, through request.
-func (c *wireConn) startReadAhead(id int64, request func(cookie []byte) (int64, error)) *readAhead {
+// search with message ID id, for pages of page entries, was sent: from now
+// on only the reader reads, and only it asks for the next pages, through
+// request.
+func (c *wireConn) startReadAhead(id int64, page int, request func(cookie []byte) (int64, error)) *readAhead {
 	c.f.release()
 	// The server says nothing between the bind and the first results, but
 	// whatever the framer read past the bind belongs to the search.
 	carry, _ := c.f.r.Peek(c.f.r.Buffered())
 	c.ra = newReadAhead(&idleReader{c: c.nc, timeout: c.timeout}, id, aheadChunk, aheadChunks, request)
+	c.ra.lw.page = page
 	go c.ra.run(carry)
 	return c.ra
 }
@@ -130,6 +134,9 @@ func (r *readAhead) run(carry []byte) {
 			}
 			ch.msgs = append(ch.msgs, m)
 			pos += n
+			if m.id == r.id && m.op == tagSearchEntry {
+				r.lw.entry(n)
+			}
 			if m.op != tagSearchDone || m.id != r.id {
 				// The consumer judges a message out of place, at once: the
 				// server may say nothing more.
@@ -147,6 +154,9 @@ func (r *readAhead) run(carry []byte) {
 				return
 			}
 			r.id, urgent = id, true
+			if m, ok := r.rd.(marker); ok {
+				r.lw.next(m.missed())
+			}
 		}
 		if rerr != nil {
 			if rerr == io.EOF && pos < len(ch.buf) {
@@ -167,6 +177,9 @@ func (r *readAhead) run(carry []byte) {
 			// A message larger than a buffer gets one of its own (pos is 0:
 			// it is the chunk's first), bounded by maxMessage.
 			ch.buf = append(make([]byte, 0, need), ch.buf...)
+		}
+		if m, ok := r.rd.(marker); ok {
+			m.setMark(r.lw.mark(len(ch.buf)-pos, m.missed()))
 		}
 		n, err := r.rd.Read(ch.buf[len(ch.buf):cap(ch.buf)])
 		ch.buf = ch.buf[:len(ch.buf)+n]

@@ -20,9 +20,17 @@ func (p *pull) pagedLean(ctx context.Context, what, base, filter string, attrs [
 	if err != nil {
 		return err
 	}
-	defer c.close()
-	dec := newEntryDecoder(p.key)
 	where := p.s.displayURL()
+	defer func() {
+		c.close() // returns once the reader, if started, has ended
+		if c.ra == nil {
+			return
+		}
+		if m, ok := c.ra.rd.(marker); ok {
+			p.s.log.Debug("ldap: "+what+" receive mark", "url", where, "misses", m.missed(), "given_up", c.ra.lw.off)
+		}
+	}()
+	dec := newEntryDecoder(p.key)
 	paging := goldap.NewControlPaging(uint32(p.s.cfg.PageSize))
 	op, err := searchRequest(base, filter, attrs)
 	if err != nil {
@@ -33,7 +41,7 @@ func (p *pull) pagedLean(ctx context.Context, what, base, filter string, attrs [
 	if err != nil {
 		return p.wireError(ctx, what, err)
 	}
-	ra := c.startReadAhead(id, func(cookie []byte) (int64, error) {
+	ra := c.startReadAhead(id, int(p.s.cfg.PageSize), func(cookie []byte) (int64, error) {
 		next := goldap.NewControlPaging(uint32(p.s.cfg.PageSize))
 		next.SetCookie(cookie)
 		return c.sendEncoded(req, []goldap.Control{next}, c.timeout)

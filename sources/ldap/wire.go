@@ -449,9 +449,21 @@ type wireConn struct {
 type idleReader struct {
 	c       net.Conn
 	timeout time.Duration
+	// The receive low-water mark (lowat.go): the read-ahead sets it.
+	lowat  func(n int) error
+	mark   int  // 0 or 1: none
+	noMark bool // the connection cannot have one
+	misses int  // reads that waited markWait for the mark
 }
 
 func (r *idleReader) Read(p []byte) (int, error) {
+	if r.mark > 1 {
+		return r.readMarked(p)
+	}
+	return r.readIdle(p)
+}
+
+func (r *idleReader) readIdle(p []byte) (int, error) {
 	if err := r.c.SetReadDeadline(time.Now().Add(r.timeout)); err != nil {
 		return 0, err
 	}
