@@ -15,9 +15,11 @@ package ldap
 // deadline: it is set from what the page can still hold (the entries the
 // page still owes times the smallest entry read so far), and falls to 1
 // for the last few entries. A page that ends early (the last one, or a
-// server that caps its pages below the requested size) is caught by a
-// short deadline, and the mark is then given up for the rest of the
-// search: a miss costs one wait of markWait, never one per page.
+// server that caps its pages below the requested size, whose next pages
+// are then sized from it) is caught by a short deadline: the read takes
+// what is queued and the mark is dropped for the rest of the page. A
+// server that misses it page after page makes the search give it up, so
+// that a miss never costs a wait on every page.
 
 import (
 	"errors"
@@ -37,8 +39,11 @@ const (
 	// is queued. slapd on loopback sends markMax in about 0.5 ms.
 	markWait = 2 * time.Millisecond
 	// markGiveUp is how many pages in a row may miss the mark before the
-	// search gives it up: a server that keeps missing it (slow, or capping
-	// its pages) would otherwise cost a wait per page.
+	// search gives it up: a server that keeps missing it (a slow link)
+	// would otherwise cost a wait per page. Not fewer: while a connection
+	// is young, slapd on loopback missed 8 to 16 pages in a row (the bytes
+	// queued at each miss growing page after page), and 16 gave up on a
+	// search that then ran at full speed.
 	markGiveUp = 64
 )
 
@@ -115,7 +120,8 @@ func (r *idleReader) setMark(n int) {
 		}
 	}
 	if err := r.lowat(n); err != nil {
-		r.noMark = true
+		// Only a broken socket refuses it, and its next read fails too.
+		r.noMark, r.mark = true, 0
 		return
 	}
 	r.mark = n

@@ -162,10 +162,26 @@ func TestReceiveMark(t *testing.T) {
 		if _, ok := c.nc.(*tls.Conn); !ok {
 			t.Fatalf("connection is %T, want TLS", c.nc)
 		}
-		r := &idleReader{c: c.nc, timeout: time.Second}
+		r := &idleReader{c: c.nc, timeout: 100 * time.Millisecond}
 		r.setMark(markMax)
 		if r.mark != markMax {
-			t.Errorf("mark = %d, want %d", r.mark, markMax)
+			t.Fatalf("mark = %d, want %d", r.mark, markMax)
+		}
+		// The server says nothing after the bind: the read misses the
+		// mark, then times out; TLS must survive both.
+		if _, err := r.Read(make([]byte, 100)); !errors.Is(err, os.ErrDeadlineExceeded) || r.missed() != 1 {
+			t.Fatalf("err %v, misses %d; want the deadline and 1 miss", err, r.missed())
+		}
+		op, err := searchRequest(bulk, "(objectClass=inetOrgPerson)", []string{"cn"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.sendEncoded(op.Bytes(), nil, time.Second); err != nil {
+			t.Fatal(err)
+		}
+		r.timeout = 10 * time.Second
+		if n, err := r.Read(make([]byte, 64<<10)); n == 0 || err != nil {
+			t.Errorf("read after the miss: %d bytes, %v", n, err)
 		}
 	})
 }
