@@ -24,10 +24,6 @@ func socketLowat(c net.Conn) func(n int) error {
 	return func(n int) error {
 		var serr error
 		if err := raw.Control(func(fd uintptr) {
-			if n < 0 {
-				serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_QUICKACK, 1)
-				return
-			}
 			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVLOWAT, n)
 		}); err != nil {
 			return err

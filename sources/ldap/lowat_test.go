@@ -141,6 +141,16 @@ func TestReceiveMark(t *testing.T) {
 			t.Errorf("err %v, misses %d; want the deadline and 1 miss", err, r.missed())
 		}
 	})
+	t.Run("the read-ahead marks through its reader", func(t *testing.T) {
+		c, _ := pair(t)
+		ra := newReadAhead(&idleReader{c: c, timeout: time.Second}, 1, 64, 1, nil)
+		if ra.mk == nil {
+			t.Fatal("an idleReader's read-ahead has no marker")
+		}
+		if ra := newReadAhead(c, 1, 64, 1, nil); ra.mk != nil {
+			t.Fatal("a plain reader's read-ahead has a marker")
+		}
+	})
 	t.Run("not a socket", func(t *testing.T) {
 		c, s := net.Pipe()
 		defer c.Close()

@@ -70,7 +70,9 @@ type readAhead struct {
 	// reader hands over what it has (aheadEager messages at least) rather
 	// than filling its buffer first.
 	waiting atomic.Bool
-	// lw sizes the receive low-water mark when rd is a marker (lowat.go).
+	// mk is rd when it can hold reads back (lowat.go), else nil; lw sizes
+	// its mark.
+	mk marker
 	lw lowWater
 }
 
@@ -81,6 +83,7 @@ func newReadAhead(rd io.Reader, id int64, size, chunks int, request func(cookie 
 	r := &readAhead{rd: rd, request: request, id: id, size: size,
 		out: make(chan *chunk, chunks), avail: make(chan struct{}, chunks),
 		quit: make(chan struct{}), done: make(chan struct{})}
+	r.mk, _ = rd.(marker)
 	for range chunks {
 		r.free = append(r.free, &chunk{})
 		r.avail <- struct{}{}
@@ -154,8 +157,8 @@ func (r *readAhead) run(carry []byte) {
 				return
 			}
 			r.id, urgent = id, true
-			if m, ok := r.rd.(marker); ok {
-				r.lw.next(m.missed())
+			if r.mk != nil {
+				r.lw.next(r.mk.missed())
 			}
 		}
 		if rerr != nil {
@@ -178,8 +181,8 @@ func (r *readAhead) run(carry []byte) {
 			// it is the chunk's first), bounded by maxMessage.
 			ch.buf = append(make([]byte, 0, need), ch.buf...)
 		}
-		if m, ok := r.rd.(marker); ok {
-			m.setMark(r.lw.mark(len(ch.buf)-pos, m.missed()))
+		if r.mk != nil {
+			r.mk.setMark(r.lw.mark(len(ch.buf)-pos, r.mk.missed()))
 		}
 		n, err := r.rd.Read(ch.buf[len(ch.buf):cap(ch.buf)])
 		ch.buf = ch.buf[:len(ch.buf)+n]

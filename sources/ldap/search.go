@@ -23,11 +23,8 @@ func (p *pull) pagedLean(ctx context.Context, what, base, filter string, attrs [
 	where := p.s.displayURL()
 	defer func() {
 		c.close() // returns once the reader, if started, has ended
-		if c.ra == nil {
-			return
-		}
-		if m, ok := c.ra.rd.(marker); ok {
-			p.s.log.Debug("ldap: "+what+" receive mark", "url", where, "misses", m.missed(), "given_up", c.ra.lw.off)
+		if c.ra != nil && c.ra.mk != nil {
+			p.s.log.Debug("ldap: "+what+" receive mark", "url", where, "misses", c.ra.mk.missed(), "given_up", c.ra.lw.off)
 		}
 	}()
 	dec := newEntryDecoder(p.key)
