@@ -168,14 +168,7 @@ func (a *applier) created(ctx context.Context, fn func(key string, c *connector.
 			return err
 		}
 		key, _ := dest[0].(string)
-		var data []byte
-		switch v := dest[1].(type) {
-		case string:
-			data = []byte(v)
-		case []byte:
-			data = v
-		}
-		c, err := connector.UnmarshalContact(data)
+		c, err := connector.UnmarshalContact(bytesValue(dest[1]))
 		if err != nil {
 			return fmt.Errorf("create of key %q: %w", key, err)
 		}
