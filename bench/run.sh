@@ -16,6 +16,10 @@
 #   CHANGES=100        changes of the incremental case
 #   RECONCILE_MAX=200000  largest LDAP case that is reconciled before its incremental runs
 #   ROUNDS=3           rounds; each round runs contactsync and its baseline
+#   ROUNDS_SMALL=3*ROUNDS  rounds of the N_LDAP full and unchanged cases,
+#                      which take about a second each: on a host whose speed
+#                      drifts from one second to the next, five of them
+#                      gave medians 20% apart from run to run
 #   CASES="ldap csv api rate"   which case groups to run
 #   WORK=dir           where data, servers and results go (default: a new /tmp dir, kept)
 #   CS_ENV="..."       environment for contactsync, e.g. CS_ENV="GOMEMLIMIT=250MiB GOGC=200"
@@ -42,6 +46,7 @@ N_RATE=${N_RATE:-20000}
 RATE=${RATE:-20}
 CHANGES=${CHANGES:-100}
 ROUNDS=${ROUNDS:-3}
+ROUNDS_SMALL=${ROUNDS_SMALL:-$((ROUNDS * 3))}
 CASES=${CASES:-ldap csv api rate}
 LDAP_UUIDS=${LDAP_UUIDS:-server}
 UUID_TAG= # names the LDAP cases of a run with random UUIDs apart
@@ -260,8 +265,10 @@ run_pair() {
 	fi
 }
 
+# ldap_cases N TAG RSS_TARGET ROUNDS: the LDAP cases of N entries, the
+# full and unchanged ones ROUNDS times.
 ldap_cases() {
-	local n=$1 tag=$2 rss_target=$3 dir="$WORK/ldap-$1"
+	local n=$1 tag=$2 rss_target=$3 rounds=$4 dir="$WORK/ldap-$1"
 	start_slapd "$n"
 	mkdir -p "$dir"
 	ldap_config >"$dir/config.yaml"
@@ -270,12 +277,12 @@ ldap_cases() {
 	note "$tag-unchanged" "<=1.2x, RSS <=$rss_target MB"
 	note "$tag-incremental" "<=2 s ($CHANGES changes among $n)"
 	local r
-	for r in $(seq 1 "$ROUNDS"); do
+	for r in $(seq 1 "$rounds"); do
 		run_pair "$tag-full" "$r" \
 			'rm -rf "$dir/state.db"* "$dir/outbox"; (cd "$dir" && measure "$tag-full" contactsync "$r" "${CS[@]}" sync -c config.yaml)' \
 			'measure "$tag-full" baseline "$r" "${LDAPSEARCH[@]}"'
 	done
-	for r in $(seq 1 "$ROUNDS"); do
+	for r in $(seq 1 "$rounds"); do
 		run_pair "$tag-unchanged" "$r" \
 			'(cd "$dir" && measure "$tag-unchanged" contactsync "$r" "${CS[@]}" sync -c config.yaml --full)' \
 			'measure "$tag-unchanged" baseline "$r" "${LDAPSEARCH[@]}"'
@@ -388,9 +395,9 @@ log "work folder $WORK; load: $LOAD_START"
 for group in $CASES; do
 	case $group in
 	ldap)
-		ldap_cases "$N_LDAP" "ldap-$N_LDAP$UUID_TAG" 200
+		ldap_cases "$N_LDAP" "ldap-$N_LDAP$UUID_TAG" 200 "$ROUNDS_SMALL"
 		if ((N_LDAP_BIG > 0)); then
-			ldap_cases "$N_LDAP_BIG" "ldap-$N_LDAP_BIG$UUID_TAG" 300
+			ldap_cases "$N_LDAP_BIG" "ldap-$N_LDAP_BIG$UUID_TAG" 300 "$ROUNDS"
 		fi
 		;;
 	csv) csv_case ;;
@@ -412,7 +419,7 @@ log "load at the end: $(uptime)"
 {
 	echo
 	echo "contactsync bench, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1), $(awk '/MemTotal/ {printf "%.1f GB", $2/1048576}' /proc/meminfo), $(go version | cut -d' ' -f3)"
-	echo "rounds: $ROUNDS; load average at the start: $LOAD_START, at the end: $(cut -d' ' -f1-3 /proc/loadavg)${CS_ENV:+; contactsync environment: $CS_ENV}"
+	echo "rounds: $ROUNDS ($ROUNDS_SMALL for the $N_LDAP-entry full and unchanged cases); load average at the start: $LOAD_START, at the end: $(cut -d' ' -f1-3 /proc/loadavg)${CS_ENV:+; contactsync environment: $CS_ENV}"
 	echo
 	"$GEN" table "$RESULTS"
 } | tee "$WORK/results.md"
